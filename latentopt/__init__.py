@@ -1,0 +1,21 @@
+"""latentopt: closed-loop image evolution for visual neuroscience."""
+
+__version__ = "0.1.0"
+
+from latentopt.generator import FixedSubspace, Generator
+from latentopt.objective import Objective
+from latentopt.optimizer import Optimizer, OptimizerError
+from latentopt.records import RunRecord, load_run
+from latentopt.subject import Subject
+
+__all__ = [
+    "FixedSubspace",
+    "Generator",
+    "Objective",
+    "Optimizer",
+    "OptimizerError",
+    "RunRecord",
+    "Subject",
+    "__version__",
+    "load_run",
+]

@@ -1,0 +1,181 @@
+"""The Optimizer interface: ask for codes, tell their scores (higher is better).
+
+The public :meth:`Optimizer.ask` and :meth:`Optimizer.tell` validate shapes, apply the NaN policy and
+count generations and evaluations; subclasses implement ``_ask`` / ``_tell`` / ``_state_dict`` /
+``_load_state_dict`` (the template-method pattern of nevergrad's optimizer base).
+
+NaN scores mean "this image was not shown" (a fixation break, an aborted trial). The policy is stated
+per optimizer with ``nan_policy``:
+
+* ``"worst"`` (default): NaN scores are replaced by the lowest finite score of the generation, so the
+  code is treated as the least fit. The count of replaced scores is kept in ``nan_scores``.
+* ``"drop"``: NaN-scored codes are removed before the update; the update uses the others.
+* ``"carry"``: (genetic algorithms, XDream's rule) the code goes into the next generation unchanged.
+
+A generation whose scores are all NaN leaves the state untouched: the next ``ask`` proposes again.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+NAN_POLICIES = ("worst", "drop", "carry")
+
+
+class OptimizerError(RuntimeError):
+    """The optimizer cannot go on (misuse of ask/tell, or a broken library underneath)."""
+
+
+class Optimizer(ABC):
+    """Base class of every optimizer.
+
+    Args:
+        initial_codes: ``(n, d)`` float32 starting codes drawn by the generator; their number is
+            the default population size and their mean the default centre.
+        seed: seed of the optimizer's own random stream.
+        nan_policy: how NaN scores are handled, see the module docstring.
+
+    Attributes:
+        dim: code dimension ``d``.
+        generation: completed ``tell`` calls.
+        evaluations: scores told (NaN ones included).
+        nan_scores: NaN scores received so far.
+    """
+
+    supported_nan_policies: tuple[str, ...] = ("worst", "drop")
+
+    def __init__(self, initial_codes: np.ndarray, *, seed: int = 0, nan_policy: str = "worst") -> None:
+        codes = np.asarray(initial_codes, dtype=np.float32)
+        if codes.ndim != 2 or codes.shape[0] < 1:
+            raise ValueError(f"{type(self).__name__}: initial_codes must be (n, d), got {codes.shape}")
+        if nan_policy not in self.supported_nan_policies:
+            raise ValueError(
+                f"{type(self).__name__}: nan_policy must be one of {self.supported_nan_policies}, "
+                f"got {nan_policy!r}"
+            )
+        self.dim = int(codes.shape[1])
+        self.nan_policy = nan_policy
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.generation = 0
+        self.evaluations = 0
+        self.nan_scores = 0
+        self._pending: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ public API
+    def ask(self) -> np.ndarray:
+        """Propose the next generation: ``(n, d)`` float32 codes."""
+        codes = np.asarray(self._ask(), dtype=np.float32)
+        if codes.ndim != 2 or codes.shape[1] != self.dim:
+            raise OptimizerError(f"{type(self).__name__}._ask returned shape {codes.shape}")
+        if not np.isfinite(codes).all():
+            raise OptimizerError(f"{type(self).__name__} proposed non-finite codes")
+        self._pending = codes
+        return codes.copy()
+
+    def tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        """Report the scores of the codes from the last :meth:`ask`.
+
+        Args:
+            codes: ``(n, d)`` the codes that were asked (rows in the same order).
+            scores: ``(n,)`` higher is better; NaN for images that were not shown.
+        """
+        codes = np.asarray(codes, dtype=np.float32)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if self._pending is None:
+            raise OptimizerError(f"{type(self).__name__}.tell called without a pending ask")
+        if codes.shape != self._pending.shape:
+            raise OptimizerError(
+                f"{type(self).__name__}.tell: codes of shape {codes.shape}, "
+                f"asked {self._pending.shape}"
+            )
+        if scores.shape[0] != codes.shape[0]:
+            raise OptimizerError(
+                f"{type(self).__name__}.tell: {scores.shape[0]} scores for {codes.shape[0]} codes"
+            )
+        if np.isinf(scores).any():
+            raise OptimizerError(f"{type(self).__name__}.tell: infinite score")
+        nan = np.isnan(scores)
+        self.evaluations += int(scores.shape[0])
+        self.nan_scores += int(nan.sum())
+        self._pending = None
+        if nan.all():
+            return
+        if nan.any():
+            if self.nan_policy == "worst":
+                scores = np.where(nan, scores[~nan].min(), scores)
+            elif self.nan_policy == "drop":
+                codes, scores = codes[~nan], scores[~nan]
+            # "carry": the subclass sees the NaN scores and keeps those codes itself.
+        self._tell(codes, scores)
+        self.generation += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: nested dict of numpy arrays, numbers, strings."""
+        return {
+            "generation": self.generation,
+            "evaluations": self.evaluations,
+            "nan_scores": self.nan_scores,
+            "rng": rng_state(self.rng),
+            "pending": self._pending,
+            "impl": self._state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`."""
+        self.generation = int(state["generation"])
+        self.evaluations = int(state["evaluations"])
+        self.nan_scores = int(state["nan_scores"])
+        set_rng_state(self.rng, state["rng"])
+        pending = state.get("pending")
+        self._pending = None if pending is None else np.asarray(pending, dtype=np.float32)
+        self._load_state_dict(state["impl"])
+
+    def describe(self) -> dict[str, Any]:
+        """Resolved settings, recorded with every run and benchmark."""
+        return {"class": type(self).__name__, "dim": self.dim, "nan_policy": self.nan_policy}
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | None:
+        """Best code and score seen so far, when the optimizer tracks it."""
+        return None
+
+    # ------------------------------------------------------------------ to implement
+    @abstractmethod
+    def _ask(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        """Update from scores after the NaN policy (finite, except under ``"carry"``)."""
+
+    @abstractmethod
+    def _state_dict(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """numpy Generator state as plain data (128-bit PCG64 integers become strings)."""
+    state = rng.bit_generator.state
+    return {
+        "bit_generator": state["bit_generator"],
+        "state": str(state["state"]["state"]),
+        "inc": str(state["state"]["inc"]),
+        "has_uint32": int(state["has_uint32"]),
+        "uinteger": int(state["uinteger"]),
+    }
+
+
+def set_rng_state(rng: np.random.Generator, data: dict[str, Any]) -> None:
+    rng.bit_generator.state = {
+        "bit_generator": str(data["bit_generator"]),
+        "state": {"state": int(str(data["state"])), "inc": int(str(data["inc"]))},
+        "has_uint32": int(data["has_uint32"]),
+        "uinteger": int(data["uinteger"]),
+    }
+
+

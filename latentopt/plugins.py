@@ -1,0 +1,166 @@
+"""The plugin registry, on pluggy.
+
+Every component, built-in or third-party, arrives through the same hooks. A plugin module (or a
+distribution's entry point in the group ``latentopt``) implements any of:
+
+* ``latentopt_register_generators(register)``
+* ``latentopt_register_subjects(register)``
+* ``latentopt_register_objectives(register)``
+* ``latentopt_register_optimizers(register)``
+* ``latentopt_register_config_searchpath(register)``
+
+Component hooks call ``register(name, factory)``; ``factory(**kwargs)`` builds the component from the
+keyword arguments of its Hydra config. The search-path hook calls ``register("pkg://package.conf")``
+for a folder holding ``<group>/<name>.yaml`` files. Two providers of one name are an error naming both.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+PROJECT = "latentopt"
+GROUPS = ("generators", "subjects", "objectives", "optimizers")
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+# Built-ins travel the same road as third-party plugins (datasette's DEFAULT_PLUGINS).
+DEFAULT_PLUGINS = (
+    "latentopt.builtins.generators",
+    "latentopt.builtins.subjects",
+    "latentopt.builtins.objectives",
+    "latentopt.builtins.optimizers",
+)
+
+
+class PluginError(RuntimeError):
+    """A plugin could not be registered or a component name is unknown."""
+
+
+class HookSpecs:
+    """The hooks a latentopt plugin may implement."""
+
+    @hookspec
+    def latentopt_register_generators(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register generators: ``register(name, factory)``; factory returns a ``Generator``."""
+
+    @hookspec
+    def latentopt_register_subjects(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register subjects: ``register(name, factory)``; factory returns a ``Subject``."""
+
+    @hookspec
+    def latentopt_register_objectives(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register objectives: ``register(name, factory)``; factory returns an ``Objective``."""
+
+    @hookspec
+    def latentopt_register_optimizers(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register optimizers: ``register(name, factory)``; ``factory(initial_codes, seed=..., **kw)``
+        returns an ``Optimizer``."""
+
+    @hookspec
+    def latentopt_register_config_searchpath(self, register: Callable[[str], None]) -> None:
+        """Register a Hydra config search path such as ``pkg://my_plugin.conf``."""
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: its name, factory and who provided it."""
+
+    group: str
+    name: str
+    factory: Callable[..., Any]
+    plugin: str
+    distribution: str
+
+
+@dataclass
+class Registry:
+    """Everything the installed plugins provide."""
+
+    components: dict[str, dict[str, Component]] = field(default_factory=lambda: {g: {} for g in GROUPS})
+    searchpaths: list[tuple[str, str]] = field(default_factory=list)
+
+    def get(self, group: str, name: str) -> Component:
+        if group not in self.components:
+            raise PluginError(f"unknown component group {group!r}; groups are {', '.join(GROUPS)}")
+        try:
+            return self.components[group][name]
+        except KeyError:
+            known = ", ".join(sorted(self.components[group])) or "none"
+            raise PluginError(f"no {group[:-1]} named {name!r} is installed (known: {known})") from None
+
+    def build(self, group: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
+        """Build a component; a bad keyword gives an error naming the component and the keyword."""
+        component = self.get(group, name)
+        try:
+            return component.factory(*args, **kwargs)
+        except TypeError as err:
+            if "unexpected keyword argument" in str(err) or "required" in str(err):
+                raise PluginError(f"{group[:-1]} {name!r}: {err}") from err
+            raise
+
+    def names(self, group: str) -> list[str]:
+        return sorted(self.components[group])
+
+
+def get_plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:
+    """A fresh plugin manager with the built-ins and (unless disabled) installed entry points."""
+    import importlib
+
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(HookSpecs)
+    for module_name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(module_name), name=module_name)
+    if entry_points:
+        pm.load_setuptools_entrypoints(PROJECT)
+    return pm
+
+
+def _distribution_of(pm: pluggy.PluginManager) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for plugin, dist in pm.list_plugin_distinfo():
+        plugin_name = pm.get_name(plugin)
+        if plugin_name is not None:
+            names[plugin_name] = f"{dist.metadata['name']} {dist.version}"
+    return names
+
+
+def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
+    """Call every plugin's hooks and collect their components; collisions are errors."""
+    from latentopt import __version__
+
+    pm = pm or get_plugin_manager()
+    dists = _distribution_of(pm)
+    registry = Registry()
+
+    def register_component(group: str, plugin: str, name: str, factory: Callable[..., Any]) -> None:
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"plugin {plugin} registered a {group[:-1]} with an invalid name {name!r}")
+        existing = registry.components[group].get(name)
+        if existing is not None:
+            raise PluginError(
+                f"{group[:-1]} name {name!r} is provided twice: by {existing.plugin} "
+                f"({existing.distribution}) and by {plugin} ({dists.get(plugin, 'latentopt ' + __version__)})"
+            )
+        registry.components[group][name] = Component(
+            group, name, factory, plugin, dists.get(plugin, f"latentopt {__version__} (built-in)")
+        )
+
+    for group in GROUPS:
+        hook = getattr(pm.hook, f"latentopt_register_{group}")
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            impl.function(register=functools.partial(register_component, group, impl.plugin_name))
+    for impl in reversed(pm.hook.latentopt_register_config_searchpath.get_hookimpls()):
+        impl.function(register=lambda path, _p=impl.plugin_name: registry.searchpaths.append((path, _p)))
+    return registry
+
+
+@functools.lru_cache(maxsize=1)
+def default_registry() -> Registry:
+    """The registry of everything installed (cached for the process)."""
+    return build_registry()
