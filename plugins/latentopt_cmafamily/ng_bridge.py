@@ -37,6 +37,14 @@ from latentopt_cmafamily._base import initial_mean
 _TPA_HINT = "Mean shift samples are expected but missing"
 
 
+def _population_hint(population: int) -> str:
+    return (
+        f" — the resolved pycma population differs from latentopt's ({population} asked, then told), "
+        "so pycma is asked again before its tell; use ng_name=DiagonalCMA (population = workers) "
+        "or set population to the resolved popsize"
+    )
+
+
 def _digest(codes: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(codes, dtype=np.float32).tobytes()).hexdigest()
 
@@ -122,7 +130,11 @@ class NevergradOptimizer(Optimizer):
         parts = []
         for node in self._tree():
             config = getattr(getattr(node, "_config", None), "_config", None)
-            parts.append(getattr(node, "name", type(node).__name__) + (f"{config}" if config else ""))
+            es: Any = getattr(node, "_es", None)
+            popsize = f"[pycma popsize {es.popsize}]" if es is not None and hasattr(es, "popsize") else ""
+            parts.append(
+                getattr(node, "name", type(node).__name__) + (f"{config}" if config else "") + popsize
+            )
         return " -> ".join(parts)
 
     def _watch_pycma(self) -> None:
@@ -154,13 +166,7 @@ class NevergradOptimizer(Optimizer):
                 warnings.simplefilter("ignore")
                 candidates = [self._ng.ask() for _ in range(self.population)]
         except Exception as err:
-            hint = ""
-            if _TPA_HINT in str(err):
-                hint = (
-                    " — pycma's TPA step-size control needs one tell per ask of its own population; "
-                    "nevergrad's population differs from latentopt's, so choose ng_name=DiagonalCMA, "
-                    "or a population equal to the resolved popsize"
-                )
+            hint = _population_hint(self.population) if _TPA_HINT in str(err) else ""
             raise OptimizerError(
                 f"nevergrad {self.ng_name} (resolved: {self.resolved()}) failed in ask: "
                 f"{type(err).__name__}: {err}{hint}"
@@ -187,6 +193,7 @@ class NevergradOptimizer(Optimizer):
             raise OptimizerError(
                 f"nevergrad {self.ng_name} (resolved: {self.resolved()}) hid an error from pycma's tell "
                 f"and would have continued without updating: {type(hidden).__name__}: {hidden}"
+                f"{_population_hint(self.population)}"
             ) from hidden
 
     # ------------------------------------------------------------------ Optimizer
