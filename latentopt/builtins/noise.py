@@ -1,0 +1,57 @@
+"""Trial-to-trial noise models for simulated neurons.
+
+* ``none``: the noise-free response.
+* ``multiplicative``: ``r * max(0, 1 + s * N(0, 1))``, the GECCO 2022 benchmark's model
+  (Wang & Ponce 2022), with ``s`` = ``level`` (0, 0.2, 0.5 in that benchmark).
+* ``poisson``: spike counts ``Poisson(gain * max(r, 0))`` with ``gain`` spikes per unit of response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NOISE_KINDS = ("none", "multiplicative", "poisson")
+
+
+@dataclass(frozen=True)
+class NoiseModel:
+    """A noise model; see the module docstring for the kinds."""
+
+    kind: str = "none"
+    level: float = 0.0
+    gain: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in NOISE_KINDS:
+            raise ValueError(f"noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
+        if self.level < 0:
+            raise ValueError(f"noise.level must be >= 0, got {self.level}")
+        if self.gain <= 0:
+            raise ValueError(f"noise.gain must be > 0, got {self.gain}")
+
+    def apply(self, responses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy copy of ``responses`` (any shape), float64."""
+        r = np.asarray(responses, dtype=np.float64)
+        if self.kind == "multiplicative":
+            return r * np.maximum(0.0, 1.0 + self.level * rng.standard_normal(r.shape))
+        if self.kind == "poisson":
+            return rng.poisson(self.gain * np.maximum(r, 0.0)).astype(np.float64)
+        return r.copy()
+
+
+def make_noise(noise: dict | NoiseModel | None) -> NoiseModel:
+    """Build a NoiseModel from a config mapping like ``{kind: multiplicative, level: 0.2}``."""
+    if noise is None:
+        return NoiseModel()
+    if isinstance(noise, NoiseModel):
+        return noise
+    unknown = set(noise) - {"kind", "level", "gain"}
+    if unknown:
+        raise ValueError(f"noise: unknown key(s) {sorted(unknown)}; use kind, level, gain")
+    return NoiseModel(
+        kind=str(noise.get("kind", "none")),
+        level=float(noise.get("level", 0.0)),
+        gain=float(noise.get("gain", 1.0)),
+    )

@@ -1,0 +1,67 @@
+"""Objectives for single neurons and small populations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from latentopt.objective import Array, Objective
+from latentopt.plugins import hookimpl
+
+
+class SingleUnit(Objective):
+    """The response of one channel.
+
+    Args:
+        unit: index of the channel among the subject's channels.
+    """
+
+    def __init__(self, *, unit: int = 0) -> None:
+        if unit < 0:
+            raise ValueError(f"objective.unit must be >= 0, got {unit}")
+        self.unit = int(unit)
+
+    @classmethod
+    def contract_instance(cls) -> SingleUnit:
+        return cls(unit=1)
+
+    def _score(self, responses: Array) -> Array:
+        if self.unit >= responses.shape[1]:
+            raise ValueError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
+        return responses[:, self.unit]
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "single_unit", "unit": self.unit}
+
+
+class MeanUnits(Objective):
+    """The mean response of several channels (all when ``units`` is None).
+
+    Args:
+        units: channel indices, or None for every channel.
+    """
+
+    def __init__(self, *, units: Sequence[int] | None = None) -> None:
+        self.units = None if units is None else [int(u) for u in units]
+        if self.units is not None and not self.units:
+            raise ValueError("objective.units: give at least one unit, or null for all")
+
+    @classmethod
+    def contract_instance(cls) -> MeanUnits:
+        return cls(units=[0, 2])
+
+    def _score(self, responses: Array) -> Array:
+        if self.units is None:
+            return responses.mean(1)
+        if max(self.units) >= responses.shape[1]:
+            raise ValueError(f"objective.units={self.units} but the subject has {responses.shape[1]} channel(s)")
+        return responses[:, self.units].mean(1)
+
+    def describe(self) -> dict[str, Any]:
+        return {"objective": "mean_units", "units": self.units}
+
+
+@hookimpl
+def latentopt_register_objectives(register: Any) -> None:
+    register("single_unit", SingleUnit)
+    register("mean_units", MeanUnits)

@@ -1,0 +1,318 @@
+"""Built-in optimizers: the genetic algorithm (Ponce-lab and XDream presets), CMA-ES through pycma
+(full and diagonal covariance), and random search."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import warnings
+from typing import Any, ClassVar
+
+import numpy as np
+
+from latentopt.optimizer import Optimizer, OptimizerError
+from latentopt.plugins import hookimpl
+
+
+class GeneticAlgorithm(Optimizer):
+    """A genetic algorithm over codes.
+
+    Each generation keeps the ``n_elite`` best codes unchanged and breeds the rest: two parents are
+    drawn by roulette on ``fitness = exp((s - max s) / kT)`` with ``kT = temperature_factor * std(s)``,
+    each gene comes from the first parent with probability ``parental_skew`` (else from the second),
+    and each gene mutates with probability ``mutation_rate`` by ``N(0, mutation_size)``.
+
+    Presets (``conf/optimizer/ga_ponce.yaml``, ``ga_xdream.yaml``):
+
+    * Ponce-lab rig (Ponce et al. 2019; Wang & Ponce 2022 GECCO benchmark): population 40, 10 elites,
+      mutation rate 0.25, size 0.75, parental skew 0.75, ``kT = 2 * std`` (temperature_factor 2).
+    * XDream (Xiao & Kreiman 2020): population 20, 1 conserved, heritability 0.5 (parental skew),
+      mutation rate 0.5, size 0.5, scores clipped at their 95th percentile, ``kT = std / selectivity``
+      with selectivity 2, so temperature_factor 0.5. XDream's "selectivity" is an inverse
+      temperature: larger selectivity, sharper selection; Ponce's factor is a temperature. NaN-scored
+      codes are carried into the next generation unchanged (``nan_policy: carry``).
+
+    Args:
+        initial_codes: ``(population, d)`` first generation.
+        seed: random seed.
+        n_elite: codes kept unchanged each generation.
+        mutation_rate: probability that a gene mutates.
+        mutation_size: standard deviation of a mutation.
+        parental_skew: probability that a gene comes from the first (fitter-drawn) parent.
+        temperature_factor: ``kT = temperature_factor * std(scores)``.
+        score_clip_percentile: clip scores at this percentile before fitness (None: no clipping).
+        nan_policy: ``worst``, ``drop`` or ``carry``.
+    """
+
+    supported_nan_policies = ("worst", "drop", "carry")
+
+    def __init__(
+        self,
+        initial_codes: np.ndarray,
+        *,
+        seed: int = 0,
+        n_elite: int = 10,
+        mutation_rate: float = 0.25,
+        mutation_size: float = 0.75,
+        parental_skew: float = 0.75,
+        temperature_factor: float = 2.0,
+        score_clip_percentile: float | None = None,
+        nan_policy: str = "worst",
+    ) -> None:
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
+        self.population = np.asarray(initial_codes, dtype=np.float32).copy()
+        size = self.population.shape[0]
+        if not 0 <= n_elite < size:
+            raise ValueError(f"optimizer.n_elite must be in [0, population_size={size}), got {n_elite}")
+        for key, value in (("mutation_rate", mutation_rate), ("parental_skew", parental_skew)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"optimizer.{key} must be in [0, 1], got {value}")
+        if temperature_factor <= 0 or mutation_size < 0:
+            raise ValueError("optimizer.temperature_factor must be > 0 and optimizer.mutation_size >= 0")
+        self.n_elite = int(n_elite)
+        self.mutation_rate = float(mutation_rate)
+        self.mutation_size = float(mutation_size)
+        self.parental_skew = float(parental_skew)
+        self.temperature_factor = float(temperature_factor)
+        self.score_clip_percentile = score_clip_percentile
+        self._best: tuple[np.ndarray, float] | None = None
+
+    def _ask(self) -> np.ndarray:
+        return self.population
+
+    def fitness(self, scores: np.ndarray) -> np.ndarray:
+        """Selection probabilities from finite scores ``(n,)``."""
+        s = scores.astype(np.float64)
+        if self.score_clip_percentile is not None:
+            s = np.minimum(s, np.percentile(s, self.score_clip_percentile))
+        temperature = self.temperature_factor * s.std()
+        if temperature <= 0:
+            return np.full(s.shape, 1.0 / s.size)
+        weights = np.exp((s - s.max()) / temperature)
+        return weights / weights.sum()
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        finite = np.isfinite(scores)
+        carried = codes[~finite]  # only under nan_policy "carry"
+        codes, scores = codes[finite], scores[finite]
+        best = int(np.argmax(scores))
+        if self._best is None or scores[best] > self._best[1]:
+            self._best = (codes[best].copy(), float(scores[best]))
+        size = self.population.shape[0]
+        order = np.argsort(-scores, kind="stable")
+        elites = codes[order[: min(self.n_elite, len(order))]]
+        n_children = size - len(elites) - len(carried)
+        p = self.fitness(scores)
+        parents = self.rng.choice(len(scores), size=(n_children, 2), p=p)
+        from_first = self.rng.random((n_children, self.dim)) < self.parental_skew
+        children = np.where(from_first, codes[parents[:, 0]], codes[parents[:, 1]])
+        mutate = self.rng.random((n_children, self.dim)) < self.mutation_rate
+        children = children + mutate * self.rng.normal(0.0, self.mutation_size, (n_children, self.dim))
+        self.population = np.concatenate([elites, carried, children]).astype(np.float32)
+
+    def _state_dict(self) -> dict[str, Any]:
+        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
+        return {"population": self.population, "best": best}
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        self.population = np.asarray(state["population"], dtype=np.float32)
+        best = state.get("best") or {}
+        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | None:
+        return self._best
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "population_size": int(self.population.shape[0]),
+                "n_elite": self.n_elite, "mutation_rate": self.mutation_rate,
+                "mutation_size": self.mutation_size, "parental_skew": self.parental_skew,
+                "temperature_factor": self.temperature_factor,
+                "score_clip_percentile": self.score_clip_percentile}
+
+
+class _SeededNormal:
+    """pycma's ``randn`` option, drawing from a seeded numpy Generator (pickles with the strategy)."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, *shape: int) -> np.ndarray:
+        return self.rng.standard_normal(shape)
+
+
+class _StateUnpickler(pickle.Unpickler):
+    """Reads pycma states that latentopt itself wrote: only cma, numpy and latentopt classes load."""
+
+    _NUMPY: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy.random._pcg64", "PCG64"),
+        ("numpy.random._pickle", "__bit_generator_ctor"), ("numpy.random._pickle", "__generator_ctor"),
+        ("numpy.random.bit_generator", "SeedSequence"),
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"), ("numpy.linalg", "eigh"),
+        ("builtins", "slice"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
+        ("collections", "OrderedDict"), ("collections", "defaultdict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._NUMPY or module == "cma" or module.startswith("cma."):
+            return super().find_class(module, name)
+        if module == __name__ and name == "_SeededNormal":
+            return _SeededNormal
+        raise OptimizerError(f"optimizer state refers to {module}.{name}, which latentopt does not load")
+
+
+class PycmaES(Optimizer):
+    """CMA-ES through pycma (``cma``), full or diagonal covariance.
+
+    pycma minimises: this adapter, and only this adapter, tells it the negated scores. It is seeded
+    through pycma's ``randn`` option and writes no log files (``verb_log=0``).
+
+    Args:
+        initial_codes: ``(population, d)``; their count is λ, their mean the initial mean
+            (or zero with ``centre: zero``).
+        seed: random seed.
+        sigma0: initial step size (3 in Wang & Ponce's 4096-d DeePSim runs).
+        diagonal: separable CMA-ES (diagonal covariance), cheap in high dimension.
+        mu: parents (default λ / 2).
+        centre: ``mean`` of the initial codes or ``zero``.
+        options: extra pycma options (e.g. ``{CMA_active: false}``).
+        nan_policy: ``worst`` or ``drop``.
+    """
+
+    def __init__(
+        self,
+        initial_codes: np.ndarray,
+        *,
+        seed: int = 0,
+        sigma0: float = 3.0,
+        diagonal: bool = False,
+        mu: int | None = None,
+        centre: str = "mean",
+        options: dict[str, Any] | None = None,
+        nan_policy: str = "worst",
+    ) -> None:
+        import cma
+
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
+        if centre not in ("mean", "zero"):
+            raise ValueError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
+        if sigma0 <= 0:
+            raise ValueError(f"optimizer.sigma0 must be > 0, got {sigma0}")
+        codes = np.asarray(initial_codes, dtype=np.float64)
+        x0 = codes.mean(0) if centre == "mean" else np.zeros(self.dim)
+        self.popsize = int(codes.shape[0])
+        opts: dict[str, Any] = {
+            "popsize": self.popsize, "seed": np.nan, "randn": _SeededNormal(self.seed),
+            "verbose": -9, "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "",
+            "CMA_diagonal": bool(diagonal), "tolfun": 0, "tolx": 0, "tolstagnation": int(1e9),
+            "tolflatfitness": int(1e9), "tolfunhist": 0, "maxiter": np.inf,
+        }
+        if mu is not None:
+            opts["CMA_mu"] = int(mu)
+        opts.update(dict(options or {}))
+        self.sigma0, self.diagonal, self.options = float(sigma0), bool(diagonal), dict(options or {})
+        self.es = cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
+        self._best: tuple[np.ndarray, float] | None = None
+
+    @classmethod
+    def contract_kwargs(cls) -> dict[str, Any]:
+        return {"kwargs": {"sigma0": 0.5}}
+
+    def _ask(self) -> np.ndarray:
+        return np.asarray(self.es.ask(), dtype=np.float32)
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        best = int(np.argmax(scores))
+        if self._best is None or scores[best] > self._best[1]:
+            self._best = (codes[best].copy(), float(scores[best]))
+        solutions = [c.astype(np.float64) for c in codes]
+        try:
+            with warnings.catch_warnings():
+                # pycma's step-size check warns about float32 round-off of the samples we return.
+                warnings.simplefilter("ignore", UserWarning)
+                self.es.tell(solutions, (-scores).tolist())  # pycma minimises
+        except Exception as err:  # pycma raises bare AssertionErrors and ValueErrors
+            raise OptimizerError(f"pycma rejected the update: {err!r}") from err
+
+    def _state_dict(self) -> dict[str, Any]:
+        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
+        return {"pycma": pickle.dumps(self.es, protocol=4), "best": best}
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        self.es = _StateUnpickler(io.BytesIO(state["pycma"])).load()
+        best = state.get("best") or {}
+        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | None:
+        return self._best
+
+    @property
+    def sigma(self) -> float:
+        return float(self.es.sigma)
+
+    def describe(self) -> dict[str, Any]:
+        import cma
+
+        return {**super().describe(), "library": f"cma {cma.__version__}", "popsize": self.popsize,
+                "mu": int(self.es.sp.weights.mu), "sigma0": self.sigma0, "diagonal": self.diagonal,
+                "options": self.options}
+
+
+class RandomSearch(Optimizer):
+    """Independent Gaussian samples around a fixed centre; the baseline every optimizer must beat.
+
+    Args:
+        initial_codes: ``(population, d)``; their count is the population, their mean the centre.
+        seed: random seed.
+        sigma: standard deviation of the samples (default: that of the initial codes).
+    """
+
+    def __init__(
+        self, initial_codes: np.ndarray, *, seed: int = 0, sigma: float | None = None, nan_policy: str = "worst"
+    ) -> None:
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
+        codes = np.asarray(initial_codes, dtype=np.float32)
+        self.popsize = int(codes.shape[0])
+        self.centre = codes.mean(0)
+        self.sigma = float(sigma) if sigma is not None else float(codes.std()) or 1.0
+        self._first: np.ndarray | None = codes.copy()
+        self._best: tuple[np.ndarray, float] | None = None
+
+    def _ask(self) -> np.ndarray:
+        if self._first is not None:
+            return self._first
+        noise = self.rng.standard_normal((self.popsize, self.dim))
+        return (self.centre + self.sigma * noise).astype(np.float32)
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        self._first = None
+        best = int(np.argmax(scores))
+        if self._best is None or scores[best] > self._best[1]:
+            self._best = (codes[best].copy(), float(scores[best]))
+
+    def _state_dict(self) -> dict[str, Any]:
+        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
+        return {"first": self._first if self._first is not None else {}, "best": best}
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        first = state.get("first")
+        self._first = np.asarray(first, np.float32) if isinstance(first, np.ndarray) else None
+        best = state.get("best") or {}
+        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | None:
+        return self._best
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "population_size": self.popsize, "sigma": self.sigma}
+
+
+@hookimpl
+def latentopt_register_optimizers(register: Any) -> None:
+    register("ga", GeneticAlgorithm)
+    register("cmaes", PycmaES)
+    register("random", RandomSearch)

@@ -1,0 +1,245 @@
+"""Command line: the Hydra app ``latentopt``, ``latentopt-resume`` and ``latentopt-plugins``.
+
+This is the only module that sees a Hydra ``DictConfig``: it turns the composed configuration into
+plain keyword arguments for the registered components.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from latentopt.runtime import maybe_reexec_with_tcmalloc, runtime_info
+
+CONFIG_MODULE = "latentopt.conf"
+
+
+class ConfigError(ValueError):
+    """A configuration value is unusable; the message names the key."""
+
+
+def _fail(message: str) -> None:
+    print(f"latentopt: error: {' '.join(str(message).split())}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _kwargs(cfg: DictConfig, group: str, *, drop: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
+    node = cfg.get(group)
+    if node is None or "name" not in node:
+        raise ConfigError(f"{group}: the config group needs a 'name' key naming a registered {group}")
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    name = str(data.pop("name"))
+    for key in drop:
+        data.pop(key, None)
+    return name, {str(k): v for k, v in data.items()}
+
+
+def _positive_int(value: Any, key: str, *, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any = None) -> Any:
+    """Build the Evolution a config describes (components come from the plugin registry)."""
+    import numpy as np
+
+    from latentopt.experiment import Evolution, Thread
+    from latentopt.plugins import PluginError, default_registry
+    from latentopt.references import load_references
+
+    registry = default_registry()
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    exp = cfg.experiment
+    generations = _positive_int(exp.get("generations"), "experiment.generations")
+    budget = _positive_int(exp.get("budget"), "experiment.budget", allow_none=True)
+    population = _positive_int(cfg.optimizer.get("population_size", 40), "optimizer.population_size")
+    built: dict[str, Any] = {}
+    try:
+        for group in ("generator", "subject", "objective"):
+            name, kwargs = _kwargs(cfg, group)
+            built[group] = registry.build(f"{group}s", name, **kwargs)
+        generator = built["generator"]
+        initial = generator.initial_codes(population, rng=np.random.default_rng([seed, 1]))
+        name, kwargs = _kwargs(cfg, "optimizer", drop=("population_size",))
+        optimizer = registry.build("optimizers", name, initial, seed=seed, **kwargs)
+    except (PluginError, ValueError) as err:
+        for component in built.values():
+            getattr(component, "close", lambda: None)()
+        raise ConfigError(str(err)) from err
+    references = None
+    if exp.get("references"):
+        references = load_references(list(exp.references), generator.image_size)
+    thread = Thread("main", generator, optimizer, built["objective"])
+    return Evolution(
+        [thread], built["subject"], seed=seed, generations=generations or 1, budget=budget,
+        references=references, reference_every=int(exp.get("reference_every", 1)),
+        recorder=recorder, on_generation=on_generation,
+    )
+
+
+def _progress(total: int, enabled: bool, initial: int = 0) -> tuple[Any, Any]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="gen", disable=not enabled, dynamic_ncols=True)
+
+    def update(result: Any) -> None:
+        import numpy as np
+
+        scores = next(iter(result.thread_scores.values()))
+        if np.isfinite(scores).any():
+            bar.set_postfix(best=f"{np.nanmax(scores):.3g}", mean=f"{np.nanmean(scores):.3g}")
+        bar.update(1)
+
+    return bar, update
+
+
+def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = False) -> dict[str, Any]:
+    """Run (or resume) the evolution a config describes into ``run_dir``; return the summary."""
+    import torch
+
+    from latentopt.records import RunWriter, load_generation
+    from latentopt.report import write_report
+
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    writer = RunWriter(run_dir)
+    start = writer.completed_generations() if resume else 0
+    if resume and start == 0 and not (Path(run_dir) / "config.yaml").exists():
+        raise ConfigError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
+    evolution = build_evolution(cfg, recorder=writer)
+    total = evolution.generations if evolution.budget is None else -(-evolution.budget // 40)
+    bar, update = _progress(total, bool(cfg.get("progress", True)), initial=start)
+    evolution.on_generation = update
+    provenance = {
+        "seed": cfg.get("seed", 0),
+        "generator": evolution.threads[0].generator.provenance(),
+        "subject": evolution.subject.provenance(),
+        "objective": evolution.threads[0].objective.describe(),
+        "optimizer": evolution.threads[0].optimizer.describe(),
+        "command": sys.argv,
+        "runtime": runtime_info(),
+    }
+    try:
+        if resume:
+            writer.record_resume(from_generation=start, provenance=provenance)
+            if start:
+                last = load_generation(run_dir, start - 1)
+                for thread in evolution.threads:
+                    thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
+        else:
+            writer.start(config_yaml=OmegaConf.to_yaml(cfg), provenance=provenance)
+        evolution.run(start_generation=start)
+    finally:
+        bar.close()
+        for component in {id(t.generator): t.generator for t in evolution.threads}.values():
+            component.close()
+        evolution.subject.close()
+    return write_report(run_dir)
+
+
+def _task(cfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+
+    from latentopt.records import RecordError
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        summary = run_from_config(cfg, run_dir)
+    except (ConfigError, RecordError, FileNotFoundError) as err:
+        _fail(str(err))
+    best = next(iter(summary["threads"].values()))["best_score"]
+    print(f"run folder: {run_dir}  best score: {best:.4g}")
+    return float(best)
+
+
+def _preflight(argv: list[str]) -> None:
+    """Compose the config once before Hydra runs, so a bad override is a one-line error."""
+    if any(a.startswith("-") for a in argv):
+        return  # --help, --cfg, -m sweeps ...: Hydra handles them
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            compose(config_name="config", overrides=[a for a in argv if not a.startswith("hydra.")])
+    except (HydraException, ValueError, KeyError) as err:
+        text = str(err)
+        cause = err.__cause__
+        if cause is not None and str(cause).splitlines() and str(cause).splitlines()[0] not in text:
+            text = f"{text} {str(cause).splitlines()[0]}"
+        _fail(text)
+
+
+def main() -> None:
+    """Console script ``latentopt``: the Hydra app."""
+    maybe_reexec_with_tcmalloc()
+    import hydra
+
+    _preflight(sys.argv[1:])
+    app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
+    app()
+
+
+def resume_main(argv: list[str] | None = None) -> None:
+    """Console script ``latentopt-resume RUN_DIR [key=value ...]``."""
+    maybe_reexec_with_tcmalloc()
+    parser = argparse.ArgumentParser(
+        prog="latentopt-resume",
+        description="Continue a killed or finished run in its own folder. Overrides such as "
+        "experiment.generations=60 extend it; nothing already recorded is rewritten.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
+    args = parser.parse_args(argv)
+    from latentopt.records import RecordError
+
+    config_path = args.run_dir / "config.yaml"
+    if not config_path.exists():
+        _fail(f"{args.run_dir} is not a latentopt run folder (no config.yaml)")
+    cfg = OmegaConf.load(config_path)
+    assert isinstance(cfg, DictConfig)
+    OmegaConf.set_struct(cfg, True)
+    try:
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(args.overrides))
+        assert isinstance(merged, DictConfig)
+        cfg = merged
+    except Exception as err:  # omegaconf raises several types for bad dotlists
+        _fail(f"bad override: {str(err).splitlines()[0]}")
+    try:
+        summary = run_from_config(cfg, args.run_dir, resume=True)
+    except (ConfigError, RecordError, FileNotFoundError) as err:
+        _fail(str(err))
+    best = next(iter(summary["threads"].values()))["best_score"]
+    print(f"run folder: {args.run_dir}  generations: {summary['generations']}  best score: {best:.4g}")
+
+
+def plugins_main(argv: list[str] | None = None) -> None:
+    """Console script ``latentopt-plugins``: what is installed, and from which distribution."""
+    from latentopt.plugins import GROUPS, PluginError, default_registry
+
+    argparse.ArgumentParser(prog="latentopt-plugins", description=plugins_main.__doc__).parse_args(argv)
+    try:
+        registry = default_registry()
+    except PluginError as err:
+        _fail(str(err))
+    for group in GROUPS:
+        print(f"{group}:")
+        for name in registry.names(group):
+            component = registry.get(group, name)
+            print(f"  {name:<20} {component.distribution:<36} ({component.plugin})")
+    print("config search paths:")
+    for path, plugin in registry.searchpaths:
+        print(f"  {path:<40} ({plugin})")
+
+
+if __name__ == "__main__":
+    main()
