@@ -93,6 +93,12 @@ class HessianCMA(CholeskyCMA):
             a_update_every=a_update_every,
         )
 
+    @classmethod
+    def contract_kwargs(cls) -> dict[str, Any]:
+        """Settings for :func:`latentopt.testing.check_optimizer`: a random metric of the test's d."""
+        basis, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))
+        return {"dim": 16, "kwargs": {"eigvecs": basis, "eigvals": np.logspace(0, -1, 16), "sigma": 0.5}}
+
     @staticmethod
     def _resolve_metric(
         metric: str | None, eigvecs: np.ndarray | None, eigvals: np.ndarray | None, dim: int
@@ -105,8 +111,7 @@ class HessianCMA(CholeskyCMA):
             basis, spectrum = np.asarray(eigvecs, np.float64), np.asarray(eigvals, np.float64).reshape(-1)
         if basis.ndim != 2 or basis.shape[0] != dim or basis.shape[1] != spectrum.shape[0]:
             raise ValueError(
-                f"HessianCMA: eigvecs must be (d={dim}, k) and eigvals (k,), got {basis.shape} and "
-                f"{spectrum.shape}"
+                f"HessianCMA: eigvecs must be (d={dim}, k) and eigvals (k,), got {basis.shape} and {spectrum.shape}"
             )
         if not np.all(spectrum > 0):
             raise ValueError("HessianCMA: eigenvalues must be positive (use the top of the spectrum)")

@@ -132,9 +132,7 @@ class NevergradOptimizer(Optimizer):
             config = getattr(getattr(node, "_config", None), "_config", None)
             es: Any = getattr(node, "_es", None)
             popsize = f"[pycma popsize {es.popsize}]" if es is not None and hasattr(es, "popsize") else ""
-            parts.append(
-                getattr(node, "name", type(node).__name__) + (f"{config}" if config else "") + popsize
-            )
+            parts.append(getattr(node, "name", type(node).__name__) + (f"{config}" if config else "") + popsize)
         return " -> ".join(parts)
 
     def _watch_pycma(self) -> None:
@@ -184,9 +182,7 @@ class NevergradOptimizer(Optimizer):
                 for index in told:
                     self._ng.tell(self._candidates[index], -float(scores[index]))
         except Exception as err:
-            raise OptimizerError(
-                f"nevergrad {self.ng_name} failed in tell: {type(err).__name__}: {err}"
-            ) from err
+            raise OptimizerError(f"nevergrad {self.ng_name} failed in tell: {type(err).__name__}: {err}") from err
         if self._swallowed:
             hidden = self._swallowed.pop()
             self._swallowed.clear()
@@ -233,6 +229,7 @@ class NevergradOptimizer(Optimizer):
         return {
             "ng_name": self.ng_name,
             "ng_version": self.ng_version,
+            "seed": self.seed,
             "scores": np.array(self._history_scores).reshape(-1, self.population),
             "digests": np.array(self._history_digests, dtype="<U64"),
             "best_code": self._best_code.copy(),
@@ -244,6 +241,7 @@ class NevergradOptimizer(Optimizer):
             raise OptimizerError(f"state is for nevergrad {state['ng_name']}, not {self.ng_name}")
         scores = np.asarray(state["scores"], dtype=np.float64).reshape(-1, self.population)
         digests = [str(d) for d in np.asarray(state["digests"]).reshape(-1)]
+        self.seed = int(state["seed"])  # replay with the saved run's seed, whatever this one was built with
         self._build()
         self._best_code = np.array(state["best_code"], dtype=np.float32)
         self._best_score = float(state["best_score"])

@@ -94,15 +94,10 @@ class SepCMA(FamilyOptimizer):
         y = (codes[order] - self.mean) / self.sigma
         yw = weights @ y
         self.mean = weights @ codes[order]
-        self.ps = (1 - self.cs) * self.ps + math.sqrt(self.cs * (2 - self.cs) * mueff) * (
-            yw / np.sqrt(self.variances)
-        )
+        self.ps = (1 - self.cs) * self.ps + math.sqrt(self.cs * (2 - self.cs) * mueff) * (yw / np.sqrt(self.variances))
         self.updates += 1
         ps_norm = float(np.linalg.norm(self.ps))
-        stalls = (
-            ps_norm / math.sqrt(1 - (1 - self.cs) ** (2 * self.updates))
-            >= (1.4 + 2 / (self.dim + 1)) * self.chi_n
-        )
+        stalls = ps_norm / math.sqrt(1 - (1 - self.cs) ** (2 * self.updates)) >= (1.4 + 2 / (self.dim + 1)) * self.chi_n
         h_sigma = 0.0 if stalls else 1.0
         self.pc = (1 - self.cc) * self.pc + h_sigma * math.sqrt(self.cc * (2 - self.cc) * mueff) * yw
         decay = 1 - self.c1 - self.cmu + (1 - h_sigma) * self.c1 * self.cc * (2 - self.cc)

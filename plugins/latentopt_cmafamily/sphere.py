@@ -27,9 +27,7 @@ from latentopt_cmafamily._base import FamilyOptimizer, as_array, ranked_parents
 SCHEDULES = ("exp", "inv")
 
 
-def step_angle(
-    generation: int, *, start_deg: float, end_deg: float, generations: int, schedule: str
-) -> float:
+def step_angle(generation: int, *, start_deg: float, end_deg: float, generations: int, schedule: str) -> float:
     """Angular step in radians at a generation (0-based) of the decay schedule."""
     t = min(generation, generations - 1) / max(generations - 1, 1)
     if schedule == "exp":
@@ -103,6 +101,12 @@ class SphereCMA(FamilyOptimizer):
             direction = self.rng.standard_normal(self.dim)
         self.centre = direction / np.linalg.norm(direction)
         self.updates = 0
+
+    @classmethod
+    def contract_kwargs(cls) -> dict[str, Any]:
+        """Settings for :func:`latentopt.testing.check_optimizer`: its quadratic neuron's optimum has
+        norm ≈ sqrt(16) = 4, not 300."""
+        return {"kwargs": {"sphere_norm": 4.0, "step_start_deg": 40.0, "step_end_deg": 5.0, "schedule_generations": 30}}
 
     @property
     def step_deg(self) -> float:

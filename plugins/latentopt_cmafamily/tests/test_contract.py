@@ -138,3 +138,10 @@ def test_raises_the_score_of_a_quadratic(
 
 def test_every_registered_optimizer_is_covered() -> None:
     assert {row[0] for row in PROGRESS} == set(OPTIMIZERS)
+
+
+def test_latentopt_contract_checks_pass(name: str) -> None:
+    """The core's own contract (``latentopt.testing.check_optimizer``), as plugin authors run it."""
+    from latentopt.testing import check_optimizer, contract_kwargs
+
+    check_optimizer(OPTIMIZERS[name], **contract_kwargs(OPTIMIZERS[name]))

@@ -40,9 +40,7 @@ class LinearUnit(Subject):
     def respond_torch(self, images: torch.Tensor) -> torch.Tensor:
         return (images.flatten(1) @ self.filter)[:, None]
 
-    def respond(
-        self, images: torch.Tensor, *, image_ids: Sequence[str], rng: np.random.Generator
-    ) -> np.ndarray:
+    def respond(self, images: torch.Tensor, *, image_ids: Sequence[str], rng: np.random.Generator) -> np.ndarray:
         return self.respond_torch(images).numpy().astype(np.float64)
 
 

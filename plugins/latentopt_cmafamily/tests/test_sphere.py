@@ -13,8 +13,7 @@ from latentopt_cmafamily.sphere import SphereCMA, slerp, step_angle
 @pytest.mark.parametrize("schedule", ["exp", "inv"])
 def test_schedule_decays_from_50_to_7_33_degrees_over_75_generations(schedule: str) -> None:
     degrees = [
-        math.degrees(step_angle(g, start_deg=50, end_deg=7.33, generations=75, schedule=schedule))
-        for g in range(100)
+        math.degrees(step_angle(g, start_deg=50, end_deg=7.33, generations=75, schedule=schedule)) for g in range(100)
     ]
     assert degrees[0] == pytest.approx(50) and degrees[74] == pytest.approx(7.33)
     assert degrees[99] == pytest.approx(7.33) and all(np.diff(degrees[:75]) < 0)
