@@ -65,7 +65,8 @@ class SphereCMA(FamilyOptimizer):
         nan_policy: ``"worst"`` or ``"drop"``.
         population: λ, default ``n``.
         mu: parents averaged (20 in the paper), default λ // 2.
-        sphere_norm: norm of every code (300).
+        sphere_norm: norm of every code (300, DeePSim fc6); None: the mean norm of ``initial_codes``
+            (for generators whose codes live elsewhere, e.g. the offline Fourier and pixel ones).
         lr: spherical interpolation rate of the centre toward the projected mean (1.5).
         step_start_deg, step_end_deg: angular step at the first and last scheduled generation.
         schedule_generations: generations over which the step decays (75).
@@ -80,7 +81,7 @@ class SphereCMA(FamilyOptimizer):
         nan_policy: str = "worst",
         population: int | None = None,
         mu: int | None = None,
-        sphere_norm: float = 300.0,
+        sphere_norm: float | None = 300.0,
         lr: float = 1.5,
         step_start_deg: float = 50.0,
         step_end_deg: float = 7.33,
@@ -90,6 +91,8 @@ class SphereCMA(FamilyOptimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
         if schedule not in SCHEDULES:
             raise ValueError(f"SphereCMA: schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if sphere_norm is None:
+            sphere_norm = float(np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1).mean())
         if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
             raise ValueError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
         self.mu = int(mu or self.population // 2)

@@ -44,6 +44,7 @@ def test_every_optimizer_builds_from_its_config_as_the_cli_does(registry, tmp_pa
             cfg.metric = str(tmp_path / "metric.npz")
         kwargs = {str(k): v for k, v in OmegaConf.to_container(cfg, resolve=True).items()}  # type: ignore[union-attr]
         assert kwargs.pop("name") == name
-        optimizer = registry.build("optimizers", name, initial_codes(), seed=0, **kwargs)
-        assert optimizer.ask().shape == (12, 20)
+        population = kwargs.pop("population_size")  # the CLI draws this many initial codes
+        optimizer = registry.build("optimizers", name, initial_codes(population), seed=0, **kwargs)
+        assert optimizer.ask().shape == (population, 20)
         assert optimizer.describe()["class"] == type(optimizer).__name__

@@ -42,6 +42,13 @@ def test_centre_moves_past_the_projected_mean_by_the_learning_rate() -> None:
     assert step == pytest.approx(1.5 * to_best, rel=1e-4)
 
 
+def test_sphere_norm_none_uses_the_norm_of_the_initial_codes() -> None:
+    codes = np.random.default_rng(3).standard_normal((40, 100)).astype(np.float32) * 0.5
+    optimizer = SphereCMA(codes, sphere_norm=None)
+    expected = np.linalg.norm(codes, axis=1).mean()
+    np.testing.assert_allclose(np.linalg.norm(optimizer.ask(), axis=1), expected, rtol=1e-5)
+
+
 def test_slerp_keeps_unit_norm() -> None:
     a, b = np.eye(3)[0], np.eye(3)[1]
     assert np.linalg.norm(slerp(a, b, 1.5)) == pytest.approx(1.0)
