@@ -168,7 +168,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             values = [r["norm_best_ever"] for r in mine if (r["area"], r["noise"]) == column]
             cells.append(f"{np.mean(values):.3f}" if values else "")
         for key in ("norm_best_ever", "norm_gradient", "norm_natural", "evals_to_90", "optimizer_s"):
-            cells.append(f"{np.nanmean([r[key] for r in mine]):.3g}")
+            values = np.array([r[key] for r in mine], dtype=np.float64)
+            cells.append(f"{values[np.isfinite(values)].mean():.3g}" if np.isfinite(values).any() else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
