@@ -110,7 +110,7 @@ def main() -> None:
     if not args.no_summary:
         from summarize import summarize  # type: ignore[import-not-found]
 
-        summarize(out)
+        summarize(out, gradient_steps=int(profile.get("gradient_steps", 100)))
 
 
 if __name__ == "__main__":

@@ -65,8 +65,10 @@ class SphereCMA(FamilyOptimizer):
         nan_policy: ``"worst"`` or ``"drop"``.
         population: λ, default ``n``.
         mu: parents averaged (20 in the paper), default λ // 2.
-        sphere_norm: norm of every code (300, DeePSim fc6); None: the mean norm of ``initial_codes``
-            (for generators whose codes live elsewhere, e.g. the offline Fourier and pixel ones).
+        sphere_norm: norm of every code (300, DeePSim fc6); None: ``sphere_norm_factor`` times the
+            mean norm of ``initial_codes`` (for generators whose codes live elsewhere).
+        sphere_norm_factor: see ``sphere_norm`` (fc6's ratio is 300 / 64 ≈ 4.7: evolved codes reach
+            norms near 300 from N(0, 1) starts of norm 64).
         lr: spherical interpolation rate of the centre toward the projected mean (1.5).
         step_start_deg, step_end_deg: angular step at the first and last scheduled generation.
         schedule_generations: generations over which the step decays (75).
@@ -82,6 +84,7 @@ class SphereCMA(FamilyOptimizer):
         population: int | None = None,
         mu: int | None = None,
         sphere_norm: float | None = 300.0,
+        sphere_norm_factor: float = 1.0,
         lr: float = 1.5,
         step_start_deg: float = 50.0,
         step_end_deg: float = 7.33,
@@ -92,7 +95,8 @@ class SphereCMA(FamilyOptimizer):
         if schedule not in SCHEDULES:
             raise ValueError(f"SphereCMA: schedule must be one of {SCHEDULES}, got {schedule!r}")
         if sphere_norm is None:
-            sphere_norm = float(np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1).mean())
+            norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
+            sphere_norm = float(sphere_norm_factor * norms.mean())
         if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
             raise ValueError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
         self.mu = int(mu or self.population // 2)

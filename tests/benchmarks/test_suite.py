@@ -13,8 +13,9 @@ SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suite"
 
 
 def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(SUITE / "run.py"), *args], capture_output=True, text=True,
-                          check=False, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(SUITE / "run.py"), *args], capture_output=True, text=True, check=False, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -38,8 +39,9 @@ def test_smoke_profile_writes_csv_table_and_plot(tmp_path: Path) -> None:
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_parallel_launchers_run_every_job(tmp_path: Path, launcher: str) -> None:
     """joblib (local parallelism) and submitit's local executor (the cluster launcher, tested here)."""
-    proc = run_suite("--profile", "smoke", "--launcher", launcher, "--workers", "2", "--out", str(tmp_path),
-                     "--no-summary")
+    proc = run_suite(
+        "--profile", "smoke", "--launcher", launcher, "--workers", "2", "--out", str(tmp_path), "--no-summary"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     finished = list((tmp_path / "runs").rglob("summary.json"))
     assert len(finished) == 4

@@ -44,8 +44,8 @@ def test_centre_moves_past_the_projected_mean_by_the_learning_rate() -> None:
 
 def test_sphere_norm_none_uses_the_norm_of_the_initial_codes() -> None:
     codes = np.random.default_rng(3).standard_normal((40, 100)).astype(np.float32) * 0.5
-    optimizer = SphereCMA(codes, sphere_norm=None)
-    expected = np.linalg.norm(codes, axis=1).mean()
+    optimizer = SphereCMA(codes, sphere_norm=None, sphere_norm_factor=4.7)
+    expected = 4.7 * np.linalg.norm(codes, axis=1).mean()
     np.testing.assert_allclose(np.linalg.norm(optimizer.ask(), axis=1), expected, rtol=1e-5)
 
 
