@@ -58,8 +58,9 @@ def thread_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
     if not isinstance(threads, DictConfig):
         raise ConfigError("experiment.threads must map thread names to {generator, optimizer, objective}")
     specs = []
-    for name, node in threads.items_ex(resolve=False):
-        if not _THREAD_NAME.match(str(name)):
+    for key, node in threads.items():
+        name = str(key)
+        if not _THREAD_NAME.match(name):
             raise ConfigError(f"experiment.threads: thread name {name!r} must be 1-32 letters, digits, '_' or '-'")
         node = node or OmegaConf.create({})
         unknown = set(node.keys()) - set(THREAD_GROUPS)
@@ -75,7 +76,7 @@ def thread_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
                 spec[group] = own
             else:
                 spec[group] = OmegaConf.merge(base, own)
-        specs.append((str(name), spec))
+        specs.append((name, spec))
     return specs
 
 
