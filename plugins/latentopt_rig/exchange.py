@@ -1,0 +1,160 @@
+"""The exchange folder shared with the stimulus computer: block names, manifests, image files.
+
+Per block (= generation) latentopt writes the images, then the manifest, each atomically (written
+to a dot-temporary in the same folder, fsynced, renamed); the manifest is the commit point: a
+stimulus program should start a block only once its manifest exists. Names::
+
+    block005_000_g00005_main_000.png     image k of block 5 (XDream's block{NNN}_{k:03d}_{imageid}.png)
+    block005.manifest.json               ids, threads, reference flags, file names, sha256 of each image
+    block005.mat | .h5 | .npz | .csv     the rig's response file
+    block005r1_...png, block005r1.manifest.json, block005r1.mat    re-queued images, attempt 1
+
+Image ids are validated (letters, digits, ``_ . -``; no path separators), so no name can point
+outside the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST_FORMAT = "latentopt-rig-manifest"
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_THREAD_ID = re.compile(r"^g(\d{5,})_(.+)_(\d{3,})$")
+
+
+class RigProtocolError(RuntimeError):
+    """The exchange folder holds something latentopt cannot continue from (a foreign block)."""
+
+
+def block_label(block: int, attempt: int = 0) -> str:
+    """``"005"`` for block 5, ``"005r1"`` for its first re-queue attempt."""
+    if block < 0 or attempt < 0:
+        raise ValueError("block and attempt must be >= 0")
+    return f"{block:03d}" if attempt == 0 else f"{block:03d}r{attempt}"
+
+
+def image_file_name(label: str, index: int, image_id: str) -> str:
+    return f"block{label}_{index:03d}_{image_id}.png"
+
+
+def manifest_path(folder: Path, label: str) -> Path:
+    return folder / f"block{label}.manifest.json"
+
+
+def response_paths(folder: Path, label: str, suffixes: Sequence[str]) -> list[Path]:
+    return [folder / f"block{label}{suffix}" for suffix in suffixes]
+
+
+def check_image_id(image_id: str) -> str:
+    """Return ``image_id`` if it is safe as part of a file name, else raise ValueError."""
+    if not SAFE_ID.match(image_id) or ".." in image_id:
+        raise ValueError(f"image id {image_id!r} is not usable in the exchange folder "
+                         "(letters, digits, '_', '.', '-'; at most 128)")
+    return image_id
+
+
+def describe_id(image_id: str) -> dict[str, Any]:
+    """Thread, generation and reference flag encoded in a latentopt image id."""
+    match = _THREAD_ID.match(image_id)
+    if match:
+        return {"thread": match.group(2), "generation": int(match.group(1)), "reference": False}
+    return {"thread": None, "generation": None, "reference": image_id.startswith("ref_")}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename in ``path``'s folder (readers never see a partial file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def clean_temporaries(folder: Path) -> None:
+    """Remove temporaries a killed latentopt left (only its own ``.block*.tmp`` names)."""
+    for tmp in folder.glob(".block*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """``(H, W, 3)`` uint8 -> PNG bytes (fast compression: block turnaround matters more than size)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def write_block(
+    folder: Path,
+    *,
+    block: int,
+    attempt: int,
+    protocol: str,
+    image_ids: Sequence[str],
+    images: Sequence[np.ndarray],
+    response_hint: str,
+) -> tuple[dict[str, Any], bool]:
+    """Write a block's images and manifest, or adopt the identical block already there (resume).
+
+    Args:
+        folder: the exchange folder.
+        block: block number (= generation); attempt: re-queue attempt (0 = first showing).
+        protocol: ``xdream`` or ``native`` (recorded in the manifest).
+        image_ids: ids of the images, validated with :func:`check_image_id`.
+        images: ``(H, W, 3)`` uint8 each.
+        response_hint: the response file name(s) the rig should write.
+
+    Returns:
+        the manifest, and True if it was already in the folder (a resumed block).
+
+    Raises:
+        RigProtocolError: the folder holds a different block under this label.
+    """
+    label = block_label(block, attempt)
+    path = manifest_path(folder, label)
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if [e["image_id"] for e in existing.get("images", [])] != list(image_ids):
+            raise RigProtocolError(
+                f"{path} holds other images than block {label} of this run; the exchange folder belongs to "
+                "another session: give each session its own exchange folder"
+            )
+        return existing, True
+    entries = []
+    for k, (image_id, image) in enumerate(zip(image_ids, images, strict=True)):
+        data = png_bytes(image)
+        name = image_file_name(label, k, check_image_id(image_id))
+        atomic_write(folder / name, data)
+        entries.append({"index": k, "image_id": image_id, "file": name, **describe_id(image_id),
+                        "sha256": hashlib.sha256(data).hexdigest()})
+    manifest = {"format": MANIFEST_FORMAT, "version": 1, "protocol": protocol, "block": block,
+                "attempt": attempt, "label": label, "response_file": response_hint, "images": entries,
+                "written_at": time.time()}
+    atomic_write(path, json.dumps(manifest, indent=1).encode())
+    return manifest, False
+
+
+def read_manifest(path: Path, *, max_bytes: int = 4 << 20) -> dict[str, Any]:
+    """Read and check a manifest (used by the rig simulator and by stimulus programs)."""
+    if path.stat().st_size > max_bytes:
+        raise RigProtocolError(f"{path} is larger than {max_bytes} bytes")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise RigProtocolError(f"{path} is not a latentopt manifest")
+    for entry in manifest["images"]:
+        check_image_id(entry["image_id"])
+        if entry["file"] != image_file_name(manifest["label"], entry["index"], entry["image_id"]):
+            raise RigProtocolError(f"{path}: unexpected image file name {entry['file']!r}")
+    return manifest
