@@ -138,6 +138,11 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
     dists = _distribution_of(pm)
     registry = Registry()
 
+    def distribution(plugin: str) -> str:
+        if plugin in dists:
+            return dists[plugin]
+        return f"latentopt {__version__} (built-in)" if plugin in DEFAULT_PLUGINS else "registered at run time"
+
     def register_component(group: str, plugin: str, name: str, factory: Callable[..., Any]) -> None:
         if not isinstance(name, str) or not name:
             raise PluginError(f"plugin {plugin} registered a {group[:-1]} with an invalid name {name!r}")
@@ -145,17 +150,15 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
         if existing is not None:
             raise PluginError(
                 f"{group[:-1]} name {name!r} is provided twice: by {existing.plugin} "
-                f"({existing.distribution}) and by {plugin} ({dists.get(plugin, 'latentopt ' + __version__)})"
+                f"({existing.distribution}) and by {plugin} ({distribution(plugin)})"
             )
-        registry.components[group][name] = Component(
-            group, name, factory, plugin, dists.get(plugin, f"latentopt {__version__} (built-in)")
-        )
+        registry.components[group][name] = Component(group, name, factory, plugin, distribution(plugin))
 
     for group in GROUPS:
         hook = getattr(pm.hook, f"latentopt_register_{group}")
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order: built-ins first
             impl.function(register=functools.partial(register_component, group, impl.plugin_name))
-    for impl in reversed(pm.hook.latentopt_register_config_searchpath.get_hookimpls()):
+    for impl in pm.hook.latentopt_register_config_searchpath.get_hookimpls():
         impl.function(register=lambda path, _p=impl.plugin_name: registry.searchpaths.append((path, _p)))
     return registry
 

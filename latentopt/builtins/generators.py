@@ -74,6 +74,10 @@ class FourierGenerator(Generator):
         self._scale = torch.from_numpy((scale / np.sqrt(pixel_var)).astype(np.float32)).to(self.device)
         self._colour = torch.from_numpy(_COLOUR_SQRT).to(self.device)
 
+    @classmethod
+    def contract_instance(cls) -> FourierGenerator:
+        return cls(image_size=64, max_frequency=6, device="cpu")
+
     def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
 
@@ -123,6 +127,10 @@ class PixelGenerator(Generator):
         self.init_scale = float(init_scale)
         self.batch_size = int(batch_size)
         self.device = resolve_device(device)
+
+    @classmethod
+    def contract_instance(cls) -> PixelGenerator:
+        return cls(image_size=64, resolution=8, device="cpu")
 
     def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)

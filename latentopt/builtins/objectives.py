@@ -21,6 +21,10 @@ class SingleUnit(Objective):
             raise ValueError(f"objective.unit must be >= 0, got {unit}")
         self.unit = int(unit)
 
+    @classmethod
+    def contract_instance(cls) -> SingleUnit:
+        return cls(unit=1)
+
     def _score(self, responses: Array) -> Array:
         if self.unit >= responses.shape[1]:
             raise ValueError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
@@ -41,6 +45,10 @@ class MeanUnits(Objective):
         self.units = None if units is None else [int(u) for u in units]
         if self.units is not None and not self.units:
             raise ValueError("objective.units: give at least one unit, or null for all")
+
+    @classmethod
+    def contract_instance(cls) -> MeanUnits:
+        return cls(units=[0, 2])
 
     def _score(self, responses: Array) -> Array:
         if self.units is None:

@@ -216,6 +216,10 @@ class PycmaES(Optimizer):
         self.es = cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
         self._best: tuple[np.ndarray, float] | None = None
 
+    @classmethod
+    def contract_kwargs(cls) -> dict[str, Any]:
+        return {"kwargs": {"sigma0": 0.5}}
+
     def _ask(self) -> np.ndarray:
         return np.asarray(self.es.ask(), dtype=np.float32)
 

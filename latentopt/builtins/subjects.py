@@ -115,6 +115,10 @@ class CNNUnitSubject(Subject):
         self._index = self._resolve_position(shape)
         self.channel_names = [f"{self.layer}:{c}" for c in self.channels]
 
+    @classmethod
+    def contract_instance(cls) -> CNNUnitSubject:
+        return cls(layer="V1", channels=[0, 5], noise={"kind": "multiplicative", "level": 0.2}, device="cpu")
+
     def _resolve_position(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
         if len(shape) == 1:
             return None
@@ -235,6 +239,10 @@ class GaborV1Subject(Subject):
         bank = torch.stack(filters)
         self._filters = (bank / bank.flatten(1).norm(dim=1)[:, None, None]).to(self.device)
         self.channel_names = [f"gabor_{o:g}deg" for o in self.orientations]
+
+    @classmethod
+    def contract_instance(cls) -> GaborV1Subject:
+        return cls(orientations_deg=[0.0, 90.0], noise={"kind": "poisson", "gain": 5.0}, device="cpu")
 
     def respond_torch(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device, torch.float32)

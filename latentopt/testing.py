@@ -1,0 +1,202 @@
+"""Contract checks every component must pass; plugin authors import them in their own tests.
+
+Example (a plugin's test file)::
+
+    from latentopt.testing import check_generator
+    from my_plugin import MyGenerator
+
+    def test_contract():
+        check_generator(MyGenerator(device="cpu"))
+
+Each ``check_*`` raises ``AssertionError`` with a message naming what is wrong.
+
+Every registered component is contract-tested by latentopt's own suite through
+:func:`contract_instance`: a component class provides a ``contract_instance()`` classmethod that
+builds a small, offline instance (generators, subjects, objectives), and optimizers may provide
+``contract_kwargs()`` (keyword arguments for :func:`check_optimizer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentopt.generator import Generator
+from latentopt.objective import Objective
+from latentopt.optimizer import Optimizer
+from latentopt.records import load_tree, tree_to_npz_bytes
+from latentopt.subject import Subject
+
+
+def check_generator(generator: Generator, *, n: int = 3, seed: int = 0) -> None:
+    """Shapes, dtype, range, determinism and seeding of a generator."""
+    assert isinstance(generator.latent_dim, int) and generator.latent_dim > 0, "latent_dim must be a positive int"
+    codes = generator.initial_codes(n, rng=np.random.default_rng(seed))
+    assert codes.shape == (n, generator.latent_dim), f"initial_codes shape {codes.shape}"
+    assert codes.dtype == np.float32, f"initial_codes dtype {codes.dtype}, expected float32"
+    again = generator.initial_codes(n, rng=np.random.default_rng(seed))
+    assert np.array_equal(codes, again), "initial_codes is not reproducible for a given rng seed"
+    images = generator.generate(codes)
+    assert tuple(images.shape) == (n, 3, *generator.image_size), f"images shape {tuple(images.shape)}"
+    assert images.dtype == torch.float32, f"images dtype {images.dtype}"
+    assert torch.isfinite(images).all(), "images contain NaN or inf"
+    assert images.min() >= 0 and images.max() <= 1, "images must lie in [0, 1]"
+    assert torch.equal(images, generator.generate(codes)), "generate is not deterministic"
+    single = generator.generate(codes[:1])
+    assert torch.allclose(single, images[:1], atol=1e-4), "an image depends on the rest of its batch"
+    if generator.differentiable:
+        torch_codes = torch.from_numpy(codes[:1]).requires_grad_(True)
+        generator.generate(torch_codes).mean().backward()
+        assert torch_codes.grad is not None and torch.isfinite(torch_codes.grad).all(), "no finite gradient"
+    assert isinstance(generator.provenance(), dict), "provenance() must return a dict"
+
+
+def check_subject(subject: Subject, *, image_size: tuple[int, int] = (64, 64), n: int = 4) -> None:
+    """Shapes and dtype of a subject's responses; seeded noise is reproducible."""
+    images = torch.rand(n, 3, *image_size, generator=torch.Generator().manual_seed(0))
+    ids = [f"contract_{k}" for k in range(n)]
+    first = subject.respond(images, image_ids=ids, rng=np.random.default_rng(1))
+    assert first.shape[:2] == (n, subject.n_channels), f"responses shape {first.shape}"
+    assert first.ndim in (2, 3), "responses must be (n, channels) or (n, channels, time_bins)"
+    if first.ndim == 3:
+        assert subject.time_bins_ms is not None and len(subject.time_bins_ms) == first.shape[2] + 1, \
+            "time-binned responses need time_bins_ms with time_bins + 1 edges"
+    second = subject.respond(images, image_ids=ids, rng=np.random.default_rng(1))
+    assert np.array_equal(first, second, equal_nan=True), "the same rng seed must give the same responses"
+    if subject.differentiable:
+        x = images.clone().requires_grad_(True)
+        subject.respond_torch(x).sum().backward()
+        assert x.grad is not None and torch.isfinite(x.grad).all(), "respond_torch gives no finite gradient"
+
+
+def check_objective(objective: Objective, *, channels: int = 3) -> None:
+    """Scores have shape (n,), propagate NaN rows, and agree between numpy and torch."""
+    responses = np.random.default_rng(0).normal(size=(5, channels))
+    responses[2] = np.nan
+    scores = np.asarray(objective.score(responses))
+    assert scores.shape == (5,), f"scores shape {scores.shape}"
+    assert np.isnan(scores[2]) and np.isfinite(np.delete(scores, 2)).all(), "a NaN response row must score NaN"
+    as_torch = objective.score(torch.from_numpy(responses)).numpy()
+    assert np.allclose(scores, as_torch, equal_nan=True), "numpy and torch scores differ"
+    binned = np.repeat(responses[:, :, None], 4, axis=2)
+    assert np.allclose(objective.score(binned), scores, equal_nan=True), "time bins must be averaged"
+
+
+def quadratic_neuron(dim: int, *, seed: int = 0, scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+    """An analytic model neuron in latent space: ``score = -|code - target|^2 / dim`` (max 0)."""
+    target = np.random.default_rng(seed).normal(0, scale, dim)
+
+    def score(codes: np.ndarray) -> np.ndarray:
+        return -np.sum((codes - target) ** 2, axis=1) / dim
+
+    return score
+
+
+def check_optimizer(
+    factory: Callable[..., Optimizer],
+    *,
+    dim: int = 16,
+    population: int = 12,
+    generations: int = 40,
+    min_gain: float = 0.3,
+    kwargs: dict[str, Any] | None = None,
+) -> None:
+    """The optimizer contract: shapes, seeding, NaN scores, exact state round trips, improvement.
+
+    Args:
+        factory: ``factory(initial_codes, seed=..., **kwargs)`` returns an Optimizer.
+        dim: code dimension of the test problem.
+        population: population size (number of initial codes).
+        generations: budget for the improvement check.
+        min_gain: the best score must close at least this fraction of the gap between the initial
+            mean score and the optimum (0) of a quadratic neuron.
+        kwargs: extra keyword arguments for the factory.
+    """
+    kwargs = dict(kwargs or {})
+    rng = np.random.default_rng(0)
+    initial = rng.standard_normal((population, dim)).astype(np.float32)
+    neuron = quadratic_neuron(dim, seed=1, scale=1.0)
+
+    def make(seed: int = 3) -> Optimizer:
+        return factory(initial.copy(), seed=seed, **kwargs)
+
+    # shapes and seeding
+    a, b = make(), make()
+    codes_a, codes_b = a.ask(), b.ask()
+    assert codes_a.ndim == 2 and codes_a.shape[1] == dim, f"ask returned shape {codes_a.shape}"
+    assert codes_a.dtype == np.float32, "ask must return float32"
+    assert np.array_equal(codes_a, codes_b), "the same seed must give the same first ask"
+    a.tell(codes_a, neuron(codes_a))
+    b.tell(codes_b, neuron(codes_b))
+    assert np.array_equal(a.ask(), b.ask()), "the same seed and scores must give the same second ask"
+
+    # state round trip mid-run, through the on-disk format
+    opt = make()
+    for _ in range(3):
+        codes = opt.ask()
+        opt.tell(codes, neuron(codes))
+    state = load_tree(_bytes_file(tree_to_npz_bytes({"s": opt.state_dict()})))["s"]
+    clone = make(seed=99)
+    clone.load_state_dict(state)
+    for _ in range(3):
+        x, y = opt.ask(), clone.ask()
+        assert np.array_equal(x, y), "after load_state_dict the optimizer must propose the same codes"
+        opt.tell(x, neuron(x))
+        clone.tell(y, neuron(y))
+    assert opt.generation == clone.generation and opt.evaluations == clone.evaluations
+
+    # NaN scores: a partly and a fully unscored generation neither crash nor poison the state
+    opt = make()
+    codes = opt.ask()
+    scores = neuron(codes)
+    scores[::3] = np.nan
+    opt.tell(codes, scores)
+    codes = opt.ask()
+    assert np.isfinite(codes).all(), "NaN scores produced non-finite codes"
+    opt.tell(codes, np.full(codes.shape[0], np.nan))
+    assert np.isfinite(opt.ask()).all(), "an all-NaN generation produced non-finite codes"
+    assert opt.nan_scores == len(scores[::3]) + codes.shape[0], "NaN scores were not counted"
+
+    # misuse is an error, not silence
+    opt = make()
+    try:
+        opt.tell(initial, neuron(initial))
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("tell without ask must raise")
+
+    # improvement on a known neuron
+    opt = make()
+    start = float(np.mean(neuron(initial)))
+    best = -np.inf
+    for _ in range(generations):
+        codes = opt.ask()
+        s = neuron(codes)
+        best = max(best, float(s.max()))
+        opt.tell(codes, s)
+    gain = (best - start) / (0.0 - start)
+    assert gain >= min_gain, f"closed only {gain:.2f} of the gap to the optimum (needed {min_gain})"
+
+
+def _bytes_file(data: bytes) -> Any:
+    import io
+
+    return io.BytesIO(data)
+
+
+def contract_instance(factory: Callable[..., Any]) -> Any:
+    """A small offline instance of a registered generator, subject or objective for the checks."""
+    make = getattr(factory, "contract_instance", None)
+    if make is None:
+        raise AssertionError(f"{getattr(factory, '__qualname__', factory)} has no contract_instance() classmethod")
+    return make()
+
+
+def contract_kwargs(factory: Callable[..., Any]) -> dict[str, Any]:
+    """Keyword arguments for :func:`check_optimizer` that an optimizer class declares (default none)."""
+    make = getattr(factory, "contract_kwargs", None)
+    return dict(make()) if make is not None else {}

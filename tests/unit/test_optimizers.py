@@ -1,0 +1,124 @@
+"""Built-in optimizers: preset semantics, NaN policies, pycma side effects, and state safety."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from latentopt.builtins.optimizers import GeneticAlgorithm, PycmaES, RandomSearch
+from latentopt.optimizer import OptimizerError
+from latentopt.testing import quadratic_neuron
+
+CONF = os.path.join(os.path.dirname(__file__), "..", "..", "latentopt", "conf", "optimizer")
+
+
+def _preset(name: str) -> dict:
+    cfg = OmegaConf.to_container(OmegaConf.load(os.path.join(CONF, f"{name}.yaml")))
+    assert isinstance(cfg, dict)
+    cfg.pop("name")
+    return cfg
+
+
+def test_ponce_preset_numbers():
+    cfg = _preset("ga_ponce")
+    assert cfg == {"population_size": 40, "n_elite": 10, "mutation_rate": 0.25, "mutation_size": 0.75,
+                   "parental_skew": 0.75, "temperature_factor": 2.0, "score_clip_percentile": None,
+                   "nan_policy": "worst"}
+
+
+def test_xdream_preset_numbers():
+    cfg = _preset("ga_xdream")
+    assert cfg["population_size"] == 20 and cfg["n_elite"] == 1 and cfg["parental_skew"] == 0.5
+    assert cfg["mutation_rate"] == 0.5 and cfg["mutation_size"] == 0.5
+    assert cfg["temperature_factor"] == 0.5  # kT = std / selectivity, selectivity 2
+    assert cfg["score_clip_percentile"] == 95 and cfg["nan_policy"] == "carry"
+
+
+def test_ga_keeps_elites_and_population_size():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(40, 8)).astype(np.float32)
+    ga = GeneticAlgorithm(codes, seed=1, **{k: v for k, v in _preset("ga_ponce").items() if k != "population_size"})
+    asked = ga.ask()
+    scores = np.arange(40, dtype=float)
+    ga.tell(asked, scores)
+    nxt = ga.ask()
+    assert nxt.shape == (40, 8)
+    best10 = asked[np.argsort(-scores)[:10]]
+    assert np.array_equal(nxt[:10], best10)
+
+
+def test_ga_temperature_is_inverse_between_presets():
+    codes = np.zeros((20, 2), np.float32)
+    scores = np.linspace(0, 1, 20)
+    hot = GeneticAlgorithm(codes, n_elite=1, temperature_factor=2.0).fitness(scores)
+    cold = GeneticAlgorithm(codes, n_elite=1, temperature_factor=0.5).fitness(scores)
+    assert cold.max() > hot.max()  # XDream's selectivity 2 selects more sharply than Ponce's kT = 2 std
+    assert np.isclose(cold[-1] / cold[0], np.exp(1 / (0.5 * scores.std())))
+
+
+def test_xdream_carries_unscored_codes_unchanged():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(20, 5)).astype(np.float32)
+    ga = GeneticAlgorithm(codes, seed=0, **{k: v for k, v in _preset("ga_xdream").items() if k != "population_size"})
+    asked = ga.ask()
+    scores = rng.normal(size=20)
+    scores[[3, 7]] = np.nan
+    ga.tell(asked, scores)
+    nxt = ga.ask()
+    for k in (3, 7):
+        assert any(np.array_equal(asked[k], row) for row in nxt), "an unscored code was not carried over"
+    assert nxt.shape == (20, 5)
+
+
+def test_nan_policy_drop_and_worst_do_not_poison_cma():
+    for policy in ("worst", "drop"):
+        opt = PycmaES(np.zeros((10, 6), np.float32), seed=0, sigma0=1.0, nan_policy=policy)
+        codes = opt.ask()
+        scores = quadratic_neuron(6)(codes)
+        scores[:4] = np.nan
+        opt.tell(codes, scores)
+        assert np.isfinite(opt.ask()).all()
+
+
+def test_unknown_nan_policy_is_an_error():
+    with pytest.raises(ValueError, match="nan_policy"):
+        PycmaES(np.zeros((4, 3), np.float32), nan_policy="carry")
+
+
+def test_tell_checks_shapes_and_infinities():
+    opt = RandomSearch(np.zeros((4, 3), np.float32))
+    codes = opt.ask()
+    with pytest.raises(OptimizerError, match="3 scores for 4 codes"):
+        opt.tell(codes, np.zeros(3))
+    with pytest.raises(OptimizerError, match="infinite"):
+        opt.tell(codes, np.array([0, 1, np.inf, 2.0]))
+
+
+def test_pycma_writes_no_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    opt = PycmaES(np.zeros((8, 5), np.float32), seed=0, sigma0=1.0)
+    for _ in range(5):
+        codes = opt.ask()
+        opt.tell(codes, quadratic_neuron(5)(codes))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pycma_state_loader_refuses_foreign_classes():
+    opt = PycmaES(np.zeros((8, 5), np.float32), seed=0, sigma0=1.0)
+    state = opt.state_dict()
+    state["impl"]["pycma"] = pickle.dumps(os.getcwd)  # a callable outside cma/numpy
+    with pytest.raises(OptimizerError, match="does not load"):
+        PycmaES(np.zeros((8, 5), np.float32)).load_state_dict(state)
+
+
+def test_cma_minimises_only_in_its_adapter():
+    opt = PycmaES(np.zeros((12, 4), np.float32), seed=2, sigma0=0.5)
+    neuron = quadratic_neuron(4, seed=3)
+    for _ in range(60):
+        codes = opt.ask()
+        opt.tell(codes, neuron(codes))
+    assert opt.best is not None and opt.best[1] > -0.05  # maximised, not minimised
