@@ -76,6 +76,7 @@ class SimSettings:
     baseline_hz: float = 5.0
     rate_gain: float = 10.0
     repeats: int = 1
+    poisson: bool = True  # False: expected counts, no trial-to-trial noise (contract tests)
     seed: int = 0
     show_s: float = 0.0
     delay_s: float = 1.0
@@ -164,7 +165,8 @@ class RigSimulator:
         edges = s.bin_edges_ms
         after = (edges[:-1] >= s.latency_ms)[None, :]
         rate = s.baseline_hz + after * s.rate_gain * np.maximum(drive, 0.0)[:, None]
-        return rng.poisson(rate * np.diff(edges)[None, :] / 1000.0).astype(np.float64)
+        expected = rate * np.diff(edges)[None, :] / 1000.0
+        return rng.poisson(expected).astype(np.float64) if self.settings.poisson else expected
 
     def evoked(self, counts: np.ndarray) -> np.ndarray:
         """``(trials, channels, bins)`` counts -> evoked rate ``(trials, channels)`` spikes/s."""
@@ -281,3 +283,23 @@ def serve(
         time.sleep(poll_s)
     sim.subject.close()
     return events
+
+
+def loopback(exchange: str | Path, subject: Subject, settings: SimSettings) -> Callable[[], None]:
+    """Answer blocks on ``exchange`` from a background thread; returns a function that stops it."""
+    import threading
+
+    stop = threading.Event()
+
+    def make(crashed: set[str], events: list[SimEvent]) -> RigSimulator:
+        return RigSimulator(exchange, subject, settings, crashed=crashed, events=events, say=lambda m: None)
+
+    thread = threading.Thread(target=serve, kwargs={"make": make, "poll_s": 0.01, "should_stop": stop.is_set},
+                              daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join(10)
+
+    return close

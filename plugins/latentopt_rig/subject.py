@@ -24,7 +24,7 @@ import logging
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +124,27 @@ class RigSubject(Subject):
         self.not_shown, self.requeue_attempts = not_shown, int(requeue_attempts)
         self._block = 0
         self._extras: dict[str, Any] = {}
+        self._closers: list[Callable[[], None]] = []
+
+    @classmethod
+    def contract_instance(cls) -> RigSubject:
+        """A rig subject on a temporary folder answered by a noise-free loopback simulator (Gabor cell)."""
+        import shutil
+        import tempfile
+
+        from latentopt.builtins.subjects import GaborV1Subject
+        from latentopt_rig.simulator import SimSettings, loopback
+
+        folder = Path(tempfile.mkdtemp(prefix="latentopt-rig-contract-"))
+        subject = cls(exchange=folder, poll_s=0.01, settle_s=0.02, timeout_s=30.0, corrupt_after_s=1.0)
+        subject._closers += [loopback(folder, GaborV1Subject(device="cpu"), SimSettings(poisson=False)),
+                             lambda: shutil.rmtree(folder, ignore_errors=True)]
+        return subject
+
+    def close(self) -> None:
+        """Stop what :meth:`contract_instance` started (a real rig needs nothing released)."""
+        while self._closers:
+            self._closers.pop(0)()
 
     # ------------------------------------------------------------------ operator
     def say(self, message: str) -> None:
