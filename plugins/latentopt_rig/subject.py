@@ -201,8 +201,9 @@ class RigSubject(Subject):
             self.say(f"block {block_label(block)}: {len(pending)} image(s) not shown after {attempt + 1} "
                      f"attempt(s); scored NaN (not_shown={self.not_shown})")
         if unknown:
+            shown = ", ".join(repr(u[:60]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
             self.say(f"block {block_label(block)}: {len(unknown)} trial(s) with ids not in the manifest, logged "
-                     f"and not used: {', '.join(repr(u[:60]) for u in unknown[:5])}{' ...' if len(unknown) > 5 else ''}")
+                     f"and not used: {shown}")
         extras.update(attempts=attempt + 1, seconds_waited=time.monotonic() - t0, shown=len(ids) - len(pending),
                       not_shown=_text_array([ids[i] for i in pending]), requeued=_text_array(requeued),
                       unknown_ids=_text_array(unknown))

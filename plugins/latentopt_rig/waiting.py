@@ -118,7 +118,7 @@ def wait_for_response(
             if policy.on_timeout == "stop":
                 pending = [f"{p.name} ({w.error})" for p, w in watches.items() if w.error]
                 detail = f"; unreadable so far: {', '.join(pending)}" if pending else ""
-                raise RigTimeout(f"no response for {what} after {waited:.0f} s (expected {names} in "
+                raise RigTimeout(f"no response for {what} after {waited:.1f} s (expected {names} in "
                                  f"{paths[0].parent}){detail}.")
             if not warned_timeout:
                 say(f"{what}: timeout of {policy.timeout_s:g} s passed; waiting on (on_timeout=wait) for {names}")

@@ -8,7 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-from latentopt_rig.formats import FORMAT_SUFFIX, ResponseFileError, TrialResponses, encode_responses, read_response_bytes
+from latentopt_rig.formats import (
+    FORMAT_SUFFIX,
+    ResponseFileError,
+    TrialResponses,
+    encode_responses,
+    read_response_bytes,
+)
 from latentopt_rig.matlab73 import write_mat73
 
 IDS = ["g00001_main_000", "ref_coffee", "g00001_main_000"]
@@ -36,7 +42,8 @@ def test_partly_written_files_never_parse(fmt: str) -> None:
 
 
 def test_mat73_has_matlab_layout() -> None:
-    data = write_mat73({"stimulusID": ["block001_000_a", "block001_001_b"], "tEvokedResp": np.arange(6.0).reshape(2, 3)})
+    data = write_mat73({"stimulusID": ["block001_000_a", "block001_001_b"],
+                        "tEvokedResp": np.arange(6.0).reshape(2, 3)})
     assert data.startswith(b"MATLAB 7.3 MAT-file")
     assert data[124:128] == b"\x00\x02IM"
     assert data[512:520] == b"\x89HDF\r\n\x1a\n"

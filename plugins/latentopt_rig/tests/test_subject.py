@@ -29,7 +29,7 @@ def test_channels_areas_and_mean(tmp_path: Path) -> None:
     write_response(subject.exchange, "000", TrialResponses(["ref_a"], np.array([[1.0, 2.0, 3.0, 5.0]])))
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["ref_a"], rng=np.random.default_rng(0))
     np.testing.assert_allclose(responses, [[4.0]])
-    with pytest.raises(ValueError, match="not in 0..3"):
+    with pytest.raises(ValueError, match=r"not in 0\.\.3"):
         RigSubject(exchange=tmp_path / "y", n_channels=4, channels=[7])
     with pytest.raises(ValueError, match="no selected channel"):
         RigSubject(exchange=tmp_path / "z", n_channels=4, channel_areas=str(table), area="IT")
@@ -88,7 +88,7 @@ def test_records_hold_archived_files_unknown_ids_and_both_threads(tmp_path: Path
     assert set(run.threads) == {"deepsim", "biggan"} and len(run.subject) == 2
     for g, result in enumerate(results):
         gen = load_generation(run_dir, g)
-        archived = gen["subject"]["files"]["block%03d.h5" % g]
+        archived = gen["subject"]["files"][f"block{g:03d}.h5"]
         assert archived == (exchange / f"block{g:03d}.h5").read_bytes()
         assert gen["subject"]["attempt_0"]["trials"]["values"].ndim == 3  # raw PSTH bins
         owners = gen["block"]["thread"]
