@@ -71,14 +71,33 @@ def describe_id(image_id: str) -> dict[str, Any]:
     return {"thread": None, "generation": None, "reference": image_id.startswith("ref_")}
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename in ``path``'s folder (readers never see a partial file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
+def _temporary(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename in ``path``'s folder (readers never see a partial file)."""
+    tmp = _temporary(path)
+    _write_synced(tmp, data)
     os.replace(tmp, path)
+
+
+def atomic_write_many(files: dict[Path, bytes]) -> None:
+    """:func:`atomic_write` for many files; the fsyncs run in parallel (serial fsyncs of 40 images
+    cost ~0.15 s of block turnaround, parallel ones ~0.01 s)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: _write_synced(_temporary(item[0]), item[1]), files.items()))
+    for path in files:
+        os.replace(_temporary(path), path)
 
 
 def clean_temporaries(folder: Path) -> None:
@@ -87,12 +106,16 @@ def clean_temporaries(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    """``(H, W, 3)`` uint8 -> PNG bytes (fast compression: block turnaround matters more than size)."""
+def png_bytes(image: np.ndarray, *, compression: int = 1) -> bytes:
+    """``(H, W, 3)`` uint8 -> PNG bytes.
+
+    ``compression`` 0-9 is zlib's level: 1 (default) encodes 40 images of 224 px in ~0.2 s on one
+    CPU core, 0 (stored, ~3x larger files) in ~0.1 s; block turnaround matters more than disk.
+    """
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=compression)
     return buffer.getvalue()
 
 
@@ -105,6 +128,7 @@ def write_block(
     image_ids: Sequence[str],
     images: Sequence[np.ndarray],
     response_hint: str,
+    compression: int = 1,
 ) -> tuple[dict[str, Any], bool]:
     """Write a block's images and manifest, or adopt the identical block already there (resume).
 
@@ -115,6 +139,7 @@ def write_block(
         image_ids: ids of the images, validated with :func:`check_image_id`.
         images: ``(H, W, 3)`` uint8 each.
         response_hint: the response file name(s) the rig should write.
+        compression: PNG compression level (0-9).
 
     Returns:
         the manifest, and True if it was already in the folder (a resumed block).
@@ -132,13 +157,14 @@ def write_block(
                 "another session: give each session its own exchange folder"
             )
         return existing, True
-    entries = []
+    entries, files = [], {}
     for k, (image_id, image) in enumerate(zip(image_ids, images, strict=True)):
-        data = png_bytes(image)
+        data = png_bytes(image, compression=compression)
         name = image_file_name(label, k, check_image_id(image_id))
-        atomic_write(folder / name, data)
+        files[folder / name] = data
         entries.append({"index": k, "image_id": image_id, "file": name, **describe_id(image_id),
                         "sha256": hashlib.sha256(data).hexdigest()})
+    atomic_write_many(files)
     manifest = {"format": MANIFEST_FORMAT, "version": 1, "protocol": protocol, "block": block,
                 "attempt": attempt, "label": label, "response_file": response_hint, "images": entries,
                 "written_at": time.time()}

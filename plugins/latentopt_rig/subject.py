@@ -32,7 +32,6 @@ import numpy as np
 import torch
 
 from latentopt.objective import evoked_response
-from latentopt.records import to_uint8_image
 from latentopt.subject import Subject
 from latentopt_rig.channels import COMBINE, channel_name, load_area_table, select_channels
 from latentopt_rig.exchange import (
@@ -74,6 +73,7 @@ class RigSubject(Subject):
         max_file_mb: largest response file read (MiB).
         not_shown: ``requeue`` or ``nan`` (see the module docstring).
         requeue_attempts: follow-up blocks per generation for images not shown.
+        png_compression: zlib level of the PNG images (0-9; 0 is fastest, files ~3x larger).
     """
 
     live = True
@@ -90,8 +90,8 @@ class RigSubject(Subject):
         combine: str = "separate",
         response_window_ms: Sequence[float] = (50.0, 200.0),
         baseline_window_ms: Sequence[float] | None = (0.0, 45.0),
-        poll_s: float = 0.05,
-        settle_s: float = 0.2,
+        poll_s: float = 0.025,
+        settle_s: float = 0.1,
         timeout_s: float = 600.0,
         on_timeout: str = "stop",
         corrupt_after_s: float = 10.0,
@@ -99,6 +99,7 @@ class RigSubject(Subject):
         max_file_mb: float = 64.0,
         not_shown: str = "requeue",
         requeue_attempts: int = 2,
+        png_compression: int = 1,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise ValueError(f"subject.protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
@@ -122,6 +123,9 @@ class RigSubject(Subject):
                                  corrupt_after_s=corrupt_after_s, message_every_s=message_every_s,
                                  max_file_bytes=int(max_file_mb * (1 << 20)))
         self.not_shown, self.requeue_attempts = not_shown, int(requeue_attempts)
+        if not 0 <= png_compression <= 9:
+            raise ValueError(f"subject.png_compression must be in 0..9, got {png_compression}")
+        self.png_compression = int(png_compression)
         self._block = 0
         self._extras: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
@@ -164,7 +168,8 @@ class RigSubject(Subject):
         ids = [check_image_id(str(i)) for i in image_ids]
         if len(set(ids)) != len(ids):
             raise ValueError("image ids of a block must be unique")
-        frames = [to_uint8_image(image) for image in images]
+        frames = list((images.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+                      .numpy())
         results = np.full((len(ids), len(self.channel_names)), np.nan)
         pending = list(range(len(ids)))
         block = self._block
@@ -217,7 +222,8 @@ class RigSubject(Subject):
         suffixes = PROTOCOLS[self.protocol]
         hint = f"block{label}.mat" if self.protocol == "xdream" else f"block{label}.{{h5,npz,csv,mat}}"
         manifest, resumed = write_block(self.exchange, block=block, attempt=attempt, protocol=self.protocol,
-                                        image_ids=ids, images=frames, response_hint=hint)
+                                        image_ids=ids, images=frames, response_hint=hint,
+                                        compression=self.png_compression)
         if resumed:
             self.say(f"block {label}: already in the exchange folder (resumed session); collecting its response")
         written_at = time.time()
@@ -286,4 +292,5 @@ class RigSubject(Subject):
                 "areas": {str(k): v for k, v in self.areas.items()}, "combine": self.combine,
                 "response_window_ms": list(self.response_window_ms),
                 "baseline_window_ms": None if self.baseline_window_ms is None else list(self.baseline_window_ms),
-                "wait": self.policy.__dict__, "not_shown": self.not_shown, "requeue_attempts": self.requeue_attempts}
+                "wait": self.policy.__dict__, "not_shown": self.not_shown, "requeue_attempts": self.requeue_attempts,
+                "png_compression": self.png_compression}

@@ -40,8 +40,8 @@ class WaitPolicy:
         max_file_bytes: larger files are refused (archived only in part) and treated as corrupt.
     """
 
-    poll_s: float = 0.05
-    settle_s: float = 0.2
+    poll_s: float = 0.025
+    settle_s: float = 0.1
     timeout_s: float = 600.0
     on_timeout: str = "stop"
     corrupt_after_s: float = 10.0

@@ -33,7 +33,8 @@ def test_timeout_is_one_line_with_the_resume_command_then_resume_runs(tmp_path: 
     stopped = cli("main", *OVERRIDES, f"subject.exchange={exchange}", f"hydra.run.dir={run_dir}")
     assert stopped.returncode == 3, stopped.stderr
     last = stopped.stderr.strip().splitlines()[-1]
-    assert re.match(r"latentopt: stopped: no response for block 000 after 0\.\d s \(expected block000\.mat or block000\.h5", last)
+    expected = r"latentopt: stopped: no response for block 000 after 0\.\d s \(expected block000\.mat or block000\.h5"
+    assert re.match(expected, last)
     assert last.endswith(f"The run is resumable: latentopt-resume {run_dir}")
     assert (exchange / "block000.manifest.json").exists()
     sim_factory(exchange, protocol="native", fmt="npz")
