@@ -11,7 +11,7 @@ Generator: DeePSim fc6 with random weights (same architecture and cost as the re
 ``latentopt_deepsim`` plugin is installed, else the 224-px Fourier generator; ``--generator``
 chooses. Prints a table, writes CSV and JSON next to this file (``results/``).
 
-    .venv/bin/python benchmarks/rig_turnaround.py [--generator deepsim|fourier] [--blocks 12] [--png-compression 1]
+    .venv/bin/python benchmarks/rig_turnaround.py [--generator deepsim|fourier] [--blocks 12] [--png-compression 0]
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=40)
     parser.add_argument("--poll-s", type=float, default=0.025, help="subject.poll_s (config default 0.025)")
     parser.add_argument("--settle-s", type=float, default=0.1, help="subject.settle_s (config default 0.1)")
-    parser.add_argument("--png-compression", type=int, default=1, help="subject.png_compression (default 1)")
+    parser.add_argument("--png-compression", type=int, default=0, help="subject.png_compression (default 0)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)

@@ -51,3 +51,16 @@ def test_tampered_manifest_file_name_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps(manifest))
     with pytest.raises(RigProtocolError, match="unexpected image file name"):
         read_manifest(path)
+
+
+@pytest.mark.parametrize("compression", [0, 1])
+def test_png_images_decode_to_the_same_pixels(compression: int) -> None:
+    import io
+
+    from PIL import Image
+
+    from latentopt_rig.exchange import png_bytes
+
+    image = np.random.default_rng(0).integers(0, 256, size=(7, 5, 3), dtype=np.uint8)
+    decoded = Image.open(io.BytesIO(png_bytes(image, compression=compression)))
+    assert decoded.mode == "RGB" and np.array_equal(np.asarray(decoded), image)
