@@ -232,6 +232,7 @@ class RigSubject(Subject):
                                     what=f"block {label}")
         info = {"label": label, "file": arrival.path.name, "resumed": resumed, "images": len(ids),
                 "manifest_written_at": written_at, "response_complete_at": arrival.complete_at,
+                "response_read_at": time.time(),
                 "waited_s": arrival.waited_s, "manifest": manifest}
         return arrival, info
 
