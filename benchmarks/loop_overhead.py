@@ -51,21 +51,28 @@ def main() -> None:
                 import torch
 
                 images = torch.cat([images.cpu(), ref_images])
-            evolution.subject.respond(images, image_ids=[str(i) for i in range(len(images))],
-                                      rng=noise_rng(0, generation))
+            evolution.subject.respond(
+                images, image_ids=[str(i) for i in range(len(images))], rng=noise_rng(0, generation)
+            )
             forward.append(time.perf_counter() - t0)
         evolution.subject.close()
     ratio = [a / b for a, b in zip(loop, forward, strict=True)]
-    print(json.dumps({
-        "block_images": len(codes) + len(ref_ids),
-        "median_generation_s": statistics.median(loop),
-        "median_forward_only_s": statistics.median(forward),
-        "median_ratio_generation_over_forward": statistics.median(ratio),
-        "ratio_of_medians": statistics.median(loop) / statistics.median(forward),
-        "optimizer": thread.optimizer.describe(),
-        "runtime": runtime_info(),
-        "versions": library_versions(),
-    }, indent=2, default=str))
+    print(
+        json.dumps(
+            {
+                "block_images": len(codes) + len(ref_ids),
+                "median_generation_s": statistics.median(loop),
+                "median_forward_only_s": statistics.median(forward),
+                "median_ratio_generation_over_forward": statistics.median(ratio),
+                "ratio_of_medians": statistics.median(loop) / statistics.median(forward),
+                "optimizer": thread.optimizer.describe(),
+                "runtime": runtime_info(),
+                "versions": library_versions(),
+            },
+            indent=2,
+            default=str,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,9 @@ def main() -> None:
     default = "deepsim" if importlib.util.find_spec("latentopt_deepsim") else "fourier"
     parser.add_argument("--generator", choices=("deepsim", "fourier"), default=default)
     optimizers = default_registry().names("optimizers")
-    parser.add_argument("--optimizer", choices=("sep_cma", "cmaes"),
-                        default="sep_cma" if "sep_cma" in optimizers else "cmaes")
+    parser.add_argument(
+        "--optimizer", choices=("sep_cma", "cmaes"), default="sep_cma" if "sep_cma" in optimizers else "cmaes"
+    )
     parser.add_argument("--blocks", type=int, default=12, help="generations; the first 2 are warm-up")
     parser.add_argument("--population", type=int, default=40)
     parser.add_argument("--poll-s", type=float, default=0.025, help="subject.poll_s (config default 0.025)")
@@ -73,19 +74,38 @@ def main() -> None:
         tmp = Path(tmp_name)
         exchange, run_dir, log = tmp / "exchange", tmp / "run", tmp / "rigsim.jsonl"
         exchange.mkdir()
-        sim = subprocess.Popen([sys.executable, "-m", "latentopt_rig.simcli", str(exchange), "--quiet", "--poll-s",
-                                "0.01", "--log", str(log), "--subject", "gabor_v1"])
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "latentopt_rig.simcli",
+                str(exchange),
+                "--quiet",
+                "--poll-s",
+                "0.01",
+                "--log",
+                str(log),
+                "--subject",
+                "gabor_v1",
+            ]
+        )
         try:
             generator = make_generator(args.generator, tmp)
             initial = generator.initial_codes(args.population, rng=np.random.default_rng(0))
             kwargs: dict[str, Any] = {"diagonal": True, "sigma0": 1.0} if args.optimizer == "cmaes" else {}
             optimizer = default_registry().build("optimizers", args.optimizer, initial, seed=0, **kwargs)
-            subject = RigSubject(exchange=exchange, poll_s=args.poll_s, settle_s=args.settle_s, timeout_s=120,
-                                 png_compression=args.png_compression)
+            subject = RigSubject(
+                exchange=exchange,
+                poll_s=args.poll_s,
+                settle_s=args.settle_s,
+                timeout_s=120,
+                png_compression=args.png_compression,
+            )
             writer = RunWriter(run_dir)
             writer.start(config_yaml="benchmark: rig_turnaround\n", provenance={})
-            Evolution([Thread("main", generator, optimizer, SingleUnit())], subject, generations=args.blocks,
-                      recorder=writer).run()
+            Evolution(
+                [Thread("main", generator, optimizer, SingleUnit())], subject, generations=args.blocks, recorder=writer
+            ).run()
         finally:
             sim.terminate()
             sim.wait()
@@ -95,26 +115,35 @@ def main() -> None:
             record = load_generation(run_dir, g)
             previous = load_generation(run_dir, g - 1)["subject"]
             seen_at = previous[f"attempt_{previous['attempts'] - 1}"]
-            rows.append({
-                "block": g,
-                "turnaround_s": record["subject"]["attempt_0"]["manifest_written_at"] - complete[seen_at["label"]],
-                "noticed_s": seen_at["response_read_at"] - complete[seen_at["label"]],
-                "generator_s": record["meta"]["timings"]["generator_s"],
-                "optimizer_s": record["meta"]["timings"]["optimizer_s"],
-            })
+            rows.append(
+                {
+                    "block": g,
+                    "turnaround_s": record["subject"]["attempt_0"]["manifest_written_at"] - complete[seen_at["label"]],
+                    "noticed_s": seen_at["response_read_at"] - complete[seen_at["label"]],
+                    "generator_s": record["meta"]["timings"]["generator_s"],
+                    "optimizer_s": record["meta"]["timings"]["optimizer_s"],
+                }
+            )
     measured = rows[1:]  # block 1's turnaround includes first-call warm-up
     median = statistics.median(r["turnaround_s"] for r in measured)
     summary = {
-        "generator": args.generator, "population": args.population, "blocks_measured": len(measured),
-        "poll_s": args.poll_s, "settle_s": args.settle_s, "png_compression": args.png_compression,
+        "generator": args.generator,
+        "population": args.population,
+        "blocks_measured": len(measured),
+        "poll_s": args.poll_s,
+        "settle_s": args.settle_s,
+        "png_compression": args.png_compression,
         "median_turnaround_s": median,
         "median_turnaround_minus_generator_s": statistics.median(
-            r["turnaround_s"] - r["generator_s"] for r in measured),
+            r["turnaround_s"] - r["generator_s"] for r in measured
+        ),
         "max_turnaround_s": max(r["turnaround_s"] for r in measured),
         "median_generator_s": statistics.median(r["generator_s"] for r in measured),
         "median_noticed_s": statistics.median(r["noticed_s"] for r in measured),
         "median_optimizer_s": statistics.median(r["optimizer_s"] for r in measured),
-        "optimizer": optimizer.describe(), "versions": library_versions(), "runtime": runtime_info(),
+        "optimizer": optimizer.describe(),
+        "versions": library_versions(),
+        "runtime": runtime_info(),
     }
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / f"rig_turnaround_{args.generator}.csv", "w", newline="") as handle:
@@ -124,12 +153,16 @@ def main() -> None:
     (RESULTS / f"rig_turnaround_{args.generator}.json").write_text(json.dumps(summary, indent=2, default=str))
     print("| block | turnaround s | file noticed and read s | generator s | optimizer s |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['block']} | {r['turnaround_s']:.3f} | {r['noticed_s']:.3f} | {r['generator_s']:.3f} | "
-              f"{r['optimizer_s']:.3f} |")
-    print(f"\n{args.generator}, {args.optimizer}, {args.population} images, poll {args.poll_s} s, settle "
-          f"{args.settle_s} s, png level {args.png_compression}: median turnaround {median:.3f} s over "
-          f"{len(measured)} blocks (target <= 1 s); "
-          f"without the generator's forward pass {summary['median_turnaround_minus_generator_s']:.3f} s")
+        print(
+            f"| {r['block']} | {r['turnaround_s']:.3f} | {r['noticed_s']:.3f} | {r['generator_s']:.3f} | "
+            f"{r['optimizer_s']:.3f} |"
+        )
+    print(
+        f"\n{args.generator}, {args.optimizer}, {args.population} images, poll {args.poll_s} s, settle "
+        f"{args.settle_s} s, png level {args.png_compression}: median turnaround {median:.3f} s over "
+        f"{len(measured)} blocks (target <= 1 s); "
+        f"without the generator's forward pass {summary['median_turnaround_minus_generator_s']:.3f} s"
+    )
 
 
 if __name__ == "__main__":

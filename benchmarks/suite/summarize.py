@@ -148,8 +148,11 @@ def normalise(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         row["best_ever"] = best_ever[row["unit_key"]]
         row["norm_best_ever"] = row["activation"] / row["best_ever"] if row["best_ever"] > 0 else np.nan
-        row["norm_gradient"] = row["activation"] / row["gradient_reference"]
-        row["norm_natural"] = row["activation"] / row["natural_reference"]
+        # A ratio to a non-positive reference means nothing (a unit silent for every natural image).
+        row["norm_gradient"] = (
+            row["activation"] / row["gradient_reference"] if row["gradient_reference"] > 0 else np.nan
+        )
+        row["norm_natural"] = row["activation"] / row["natural_reference"] if row["natural_reference"] > 0 else np.nan
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -261,6 +264,9 @@ def summarize(folder: Path, *, gradient_steps: int = 300) -> list[dict[str, Any]
 
 
 def main() -> None:
+    from latentopt.runtime import maybe_reexec_with_tcmalloc
+
+    maybe_reexec_with_tcmalloc()  # torch on glibc malloc is several times slower here (runtime.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
     parser.add_argument("--gradient-steps", type=int, default=300)
