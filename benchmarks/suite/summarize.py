@@ -195,7 +195,7 @@ def verdict(rows: list[dict[str, Any]]) -> str:
     ratio = family[best] / means[GA_REFERENCE]
     return (
         f"best CMA-family optimizer {best}: {family[best]:.3f} mean normalised activation, "
-        f"{ratio:.2f}x {GA_REFERENCE} ({means[GA_REFERENCE]:.3f}); target >= 1.5x: "
+        f"{ratio:.3f}x {GA_REFERENCE} ({means[GA_REFERENCE]:.3f}); target >= 1.5x: "
         f"{'MET' if ratio >= 1.5 else 'NOT MET'}"
     )
 
