@@ -10,14 +10,12 @@ is read with ``torch.load(..., weights_only=True)`` and every key and shape is c
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from latentopt.weights import WeightsError
 
@@ -153,92 +151,3 @@ def check_state_dict(state: Any, expected: Mapping[str, torch.Tensor], *, source
     for key in state:
         if key not in expected:
             raise WeightsError(f"{source}: unexpected key {key!r} for this config")
-
-
-def truncation_statistics(means: torch.Tensor, variances: torch.Tensor,
-                          truncation: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch-norm statistics at ``truncation`` from the per-truncation table (rows on a 0.02 grid).
-
-    On the grid (0.02, 0.04, ..., 1.0, to 1e-6) the row is taken exactly. Between grid points the
-    two neighbours are interpolated linearly. (The library's own forward weights the neighbours the
-    wrong way round and, by float rounding, takes 0.68's row for 0.7.)
-    """
-    steps = means.shape[0] - 1
-    position = truncation * steps
-    nearest = round(position)
-    if abs(position - nearest) < 1e-6:
-        return means[nearest], variances[nearest]
-    low = math.floor(position)
-    frac = position - low
-    return ((1 - frac) * means[low] + frac * means[low + 1], (1 - frac) * variances[low] + frac * variances[low + 1])
-
-
-class FrozenBatchNorm(nn.Module):
-    """BigGAN's (class-)conditional batch norm with its statistics fixed at one truncation.
-
-    ``out = x * s + b`` with ``s = gain / sqrt(var + eps)`` and ``b = offset - mean * s`` per image
-    and channel: one fused multiply-add on the activation instead of the library's five passes.
-    """
-
-    mean: torch.Tensor
-    inv_std: torch.Tensor
-    fixed_scale: torch.Tensor
-    fixed_shift: torch.Tensor
-
-    def __init__(self, source: Any, truncation: float) -> None:
-        super().__init__()
-        mean, var = truncation_statistics(source.running_means, source.running_vars, truncation)
-        inv_std = torch.rsqrt(var + source.eps)
-        self.register_buffer("mean", mean.clone())
-        self.register_buffer("inv_std", inv_std)
-        self.conditional = bool(source.conditional)
-        self.gain: nn.Module | None = source.scale if self.conditional else None
-        self.offset: nn.Module | None = source.offset if self.conditional else None
-        if not self.conditional:
-            scale = source.weight.detach() * inv_std
-            self.register_buffer("fixed_scale", scale.view(1, -1, 1, 1).clone())
-            self.register_buffer("fixed_shift", (source.bias.detach() - mean * scale).view(1, -1, 1, 1).clone())
-
-    def forward(self, x: torch.Tensor, truncation: float, condition_vector: torch.Tensor | None = None) -> torch.Tensor:
-        if self.gain is None or self.offset is None or condition_vector is None:
-            return torch.addcmul(self.fixed_shift, x, self.fixed_scale)
-        scale = (1.0 + self.gain(condition_vector)) * self.inv_std
-        shift = self.offset(condition_vector) - self.mean * scale
-        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
-
-
-def prepare_for_inference(network: Any, truncation: float) -> nn.Module:
-    """Make a loaded ``BigGAN`` fast and exact at one truncation; returns its ``generator``.
-
-    * spectral norm is baked into plain weights (eval-mode ``W / sigma``, as the hooks compute);
-    * every batch norm takes its statistics at ``truncation`` (:class:`FrozenBatchNorm`);
-    * ``conv_to_rgb`` keeps only the 3 output channels the library keeps (``z[:, :3]``), which
-      saves most of the last layer's work (128 -> 3 channels at full resolution);
-    * ReLUs run in place; weights are channels_last and need no gradient.
-    """
-    from pytorch_pretrained_biggan.model import BigGANBatchNorm
-
-    for module in list(network.modules()):
-        if hasattr(module, "weight_orig"):
-            nn.utils.remove_spectral_norm(module)
-    generator: Any = network.generator
-
-    def swap(parent: nn.Module) -> None:
-        for name, child in parent.named_children():
-            if isinstance(child, BigGANBatchNorm):
-                setattr(parent, name, FrozenBatchNorm(child, truncation))
-            elif isinstance(child, nn.ReLU):
-                setattr(parent, name, nn.ReLU(inplace=True))
-            else:
-                swap(child)
-
-    swap(generator)
-    old: Any = generator.conv_to_rgb
-    rgb = nn.Conv2d(old.in_channels, 3, old.kernel_size, padding=old.padding, bias=True)
-    with torch.no_grad():
-        rgb.weight.copy_(old.weight[:3])
-        rgb.bias.copy_(old.bias[:3])  # type: ignore[union-attr]
-    generator.conv_to_rgb = rgb
-    generator.requires_grad_(False).eval()
-    prepared: nn.Module = generator.to(memory_format=torch.channels_last)
-    return prepared
