@@ -145,3 +145,14 @@ def test_kill_9_then_resume_ends_where_an_uninterrupted_run_does(tmp_path):
     assert restored[0].sigma == restored[1].sigma
     assert np.array_equal(restored[0].ask(), restored[1].ask())
     assert (killed / "resumes.jsonl").read_text().count("\n") == 3
+
+
+def test_default_evolution_raises_the_in_silico_monkey_unit(tmp_path):
+    """The default config (EfficientNet-Lite0 PIT unit, Fourier images, diagonal CMA-ES), shortened."""
+    run_dir = tmp_path / "run"
+    run_cli(["experiment.generations=8", "optimizer.population_size=20", "progress=false", "device=cpu",
+             f"hydra.run.dir={run_dir}"])
+    record = latentopt.load_run(run_dir)
+    assert record.scores.shape == (8, 20)
+    assert record.scores[-2:].mean() > record.scores[0].mean() + 0.5 * record.scores[0].std()
+    assert record.reference_responses.shape == (8, 4, 1)

@@ -1,0 +1,54 @@
+"""latentopt-cmafamily: the CMA-ES family of Wang & Ponce, a nevergrad bridge and gradient ascent.
+
+A first-party plugin shaped exactly like a third-party one: it registers its optimizers and its
+Hydra config folder through latentopt's pluggy hooks (entry point group ``latentopt``).
+
+Optimizers: ``sep_cma`` (the suite's default CMA), ``cholesky_cma``, ``sphere_cma``, ``hessian_cma``,
+``nevergrad``. :func:`gradient_ascent` is the white-box reference (not an ask/tell optimizer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from latentopt.plugins import hookimpl
+from latentopt_cmafamily.cholesky import CholeskyCMA
+from latentopt_cmafamily.gradient import GradientAscentResult, gradient_ascent
+from latentopt_cmafamily.hessian import HessianCMA, load_metric
+from latentopt_cmafamily.ng_bridge import NevergradOptimizer
+from latentopt_cmafamily.sep import SepCMA
+from latentopt_cmafamily.sphere import SphereCMA
+
+OPTIMIZERS: dict[str, type] = {
+    "sep_cma": SepCMA,
+    "cholesky_cma": CholeskyCMA,
+    "sphere_cma": SphereCMA,
+    "hessian_cma": HessianCMA,
+    "nevergrad": NevergradOptimizer,
+}
+DEFAULT_CMA = "sep_cma"
+
+__all__ = [
+    "DEFAULT_CMA",
+    "OPTIMIZERS",
+    "CholeskyCMA",
+    "GradientAscentResult",
+    "HessianCMA",
+    "NevergradOptimizer",
+    "SepCMA",
+    "SphereCMA",
+    "gradient_ascent",
+    "load_metric",
+]
+
+
+@hookimpl
+def latentopt_register_optimizers(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    for name, factory in OPTIMIZERS.items():
+        register(name, factory)
+
+
+@hookimpl
+def latentopt_register_config_searchpath(register: Callable[[str], None]) -> None:
+    register("pkg://latentopt_cmafamily.conf")

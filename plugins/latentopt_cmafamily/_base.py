@@ -1,0 +1,139 @@
+"""Shared pieces of the CMA-family optimizers: recombination weights, best tracking, settings.
+
+Every optimizer of this plugin derives its update from the codes it is told (not from private copies
+of what it asked), so codes injected by the experiment, or rows removed by the ``"drop"`` NaN policy,
+are handled the same way, and a state round trip is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any
+
+import numpy as np
+
+from latentopt.optimizer import Optimizer
+
+
+def recombination_weights(mu: int) -> np.ndarray:
+    """Log-rank weights of the ``mu`` best codes, best first, summing to 1.
+
+    ``w_i ∝ ln(mu + 1/2) − ln(i)`` (Hansen & Ostermeier 2001; the weights of Wang & Ponce 2022).
+
+    Args:
+        mu: number of parents, >= 1.
+
+    Returns:
+        ``(mu,)`` float64, decreasing, positive, sum 1.
+    """
+    raw = math.log(mu + 0.5) - np.log(np.arange(1, mu + 1, dtype=np.float64))
+    return raw / raw.sum()
+
+
+def effective_mu(weights: np.ndarray) -> float:
+    """Variance-effective selection mass ``(Σ w)² / Σ w²`` of recombination weights."""
+    return float(weights.sum() ** 2 / np.sum(weights**2))
+
+
+def ranked_parents(scores: np.ndarray, mu: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the best ``min(mu, n)`` scores (highest first) and their weights.
+
+    Ties keep the order in which codes were told (stable sort), so updates are deterministic.
+
+    Args:
+        scores: ``(n,)`` finite, higher is better.
+        mu: wanted number of parents.
+
+    Returns:
+        ``(order, weights)``: ``(m,)`` int indices into ``scores`` and ``(m,)`` weights summing to 1.
+    """
+    order = np.argsort(-scores, kind="stable")[: min(mu, scores.shape[0])]
+    return order, recombination_weights(order.shape[0])
+
+
+def initial_mean(initial_codes: np.ndarray, init_mean: str) -> np.ndarray:
+    """Starting centre ``(d,)`` float64: ``"zero"`` (Wang & Ponce 2022) or ``"codes"`` (their mean)."""
+    if init_mean == "zero":
+        return np.zeros(initial_codes.shape[1])
+    if init_mean == "codes":
+        return np.asarray(initial_codes, dtype=np.float64).mean(0)
+    raise ValueError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
+
+
+class FamilyOptimizer(Optimizer):
+    """An :class:`~latentopt.optimizer.Optimizer` that tracks the best code and its population size.
+
+    Subclasses implement ``_propose(n)``, ``_update(codes, scores)`` and the ``_family_state`` pair.
+
+    Args:
+        initial_codes: ``(n, d)`` float32; ``n`` is the default population size.
+        seed: seed of ``self.rng``, the only source of randomness.
+        nan_policy: ``"worst"`` or ``"drop"``.
+        population: codes per generation (λ); default ``n``.
+    """
+
+    def __init__(
+        self,
+        initial_codes: np.ndarray,
+        *,
+        seed: int = 0,
+        nan_policy: str = "worst",
+        population: int | None = None,
+    ) -> None:
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
+        self.population = int(population if population is not None else np.shape(initial_codes)[0])
+        if self.population < 2:
+            raise ValueError(f"{type(self).__name__}: population must be >= 2, got {self.population}")
+        self._best_code = np.zeros(0, dtype=np.float32)
+        self._best_score = float("nan")
+
+    @property
+    def best(self) -> tuple[np.ndarray, float] | None:
+        if self._best_code.size == 0:
+            return None
+        return self._best_code.copy(), self._best_score
+
+    def _ask(self) -> np.ndarray:
+        return self._propose(self.population)
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        top = int(np.argmax(scores))
+        if self._best_code.size == 0 or scores[top] > self._best_score:
+            self._best_code = codes[top].astype(np.float32, copy=True)
+            self._best_score = float(scores[top])
+        self._update(codes.astype(np.float64), scores)
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {
+            "best_code": self._best_code.copy(),
+            "best_score": self._best_score,
+            "family": self._family_state(),
+        }
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        self._best_code = np.asarray(state["best_code"], dtype=np.float32).copy()
+        self._best_score = float(state["best_score"])
+        self._load_family_state(state["family"])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "population": self.population, "seed": self.seed}
+
+    @abstractmethod
+    def _propose(self, n: int) -> np.ndarray:
+        """``n`` new codes ``(n, d)`` float64, drawn with ``self.rng``."""
+
+    @abstractmethod
+    def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        """Update from ``(m, d)`` float64 codes and ``(m,)`` finite scores (m <= population)."""
+
+    @abstractmethod
+    def _family_state(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load_family_state(self, state: dict[str, Any]) -> None: ...
+
+
+def as_array(value: Any, dtype: type = np.float64) -> np.ndarray:
+    """A private copy of a saved array (``np.load`` results are read-only views)."""
+    return np.array(value, dtype=dtype, copy=True)

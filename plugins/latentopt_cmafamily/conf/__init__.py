@@ -1,0 +1,1 @@
+"""Hydra configs of latentopt-cmafamily (a package so ``pkg://`` search paths resolve)."""
