@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from latentopt_biggan.testing import tiny_config, write_random_model
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from latentopt_biggan import BigGANGenerator, biggan
-from latentopt_biggan.network import BigGANInference
 
 from latentopt.generator import FixedSubspace
 from latentopt.testing import check_generator
+from latentopt_biggan import BigGANGenerator, biggan
+from latentopt_biggan.network import BigGANInference
 
 
 @pytest.fixture(scope="module")

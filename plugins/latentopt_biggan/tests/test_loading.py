@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+
+from latentopt.weights import WeightsError
 from latentopt_biggan import BigGANGenerator
 from latentopt_biggan.loading import WeightsUnavailable, load_model
 from latentopt_biggan.network import truncation_statistics
 from latentopt_biggan.testing import random_model, tiny_config
-
-from latentopt.weights import WeightsError
 
 
 def test_random_model_is_finite_and_loads_strictly(tiny_folder):

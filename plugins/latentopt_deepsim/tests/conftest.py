@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from latentopt_deepsim.testing import write_random_weights
 
 

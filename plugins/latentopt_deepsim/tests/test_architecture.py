@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from latentopt_deepsim.architecture import VARIANTS, DeePSimNetwork, get_variant
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from latentopt_deepsim import DeePSimGenerator
-from latentopt_deepsim.testing import write_random_weights
 
 from latentopt.testing import check_generator
+from latentopt_deepsim import DeePSimGenerator
+from latentopt_deepsim.testing import write_random_weights
 
 
 def test_fc6_contract(fc6_file):

@@ -9,12 +9,12 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from latentopt.weights import sha256_file
 from latentopt_deepsim import DeePSimGenerator
 from latentopt_deepsim.cli import main
 from latentopt_deepsim.testing import random_state_dict, write_random_weights, write_state_dict
 from latentopt_deepsim.weights import cache_path
-
-from latentopt.weights import sha256_file
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -8,6 +8,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+
+from latentopt.weights import WeightsError, sha256_file
 from latentopt_deepsim import DeePSimGenerator
 from latentopt_deepsim.testing import (
     constant_colour_state_dict,
@@ -16,8 +18,6 @@ from latentopt_deepsim.testing import (
     write_state_dict,
 )
 from latentopt_deepsim.weights import WeightsUnavailable, cache_path, import_file, load_state_dict
-
-from latentopt.weights import WeightsError, sha256_file
 
 
 def test_colour_convention_on_weights_whose_output_is_known(tmp_path):
