@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 
+from latentopt_example_generator import BlobsGenerator
+
 import latentopt
 from latentopt.plugins import build_registry
 from latentopt.testing import check_generator
-from latentopt_example_generator import BlobsGenerator
 
 
 def test_contract():
