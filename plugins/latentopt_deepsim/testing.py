@@ -35,13 +35,14 @@ def constant_colour_state_dict(variant: str, rgb: tuple[float, float, float]) ->
     return state
 
 
-def write_state_dict(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor]) -> Path:
-    """Save like the published files: ``torch.save`` of an ordered dict of tensors."""
+def write_state_dict(path: str | os.PathLike[str], state: Mapping[str, torch.Tensor], *, legacy: bool = False) -> Path:
+    """Save like the published files: ``torch.save`` of an ordered dict of tensors (``legacy``: the
+    pre-1.6 non-zip format that files converted years ago may use)."""
     from collections import OrderedDict
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(OrderedDict(state), path)
+    torch.save(OrderedDict(state), path, _use_new_zipfile_serialization=not legacy)
     return path
 
 

@@ -69,6 +69,15 @@ def _broken_folder(tiny_folder, tmp_path, edit):
     return folder
 
 
+def test_legacy_serialisation_loads(tiny_folder, tmp_path):
+    folder = tmp_path / "legacy"
+    shutil.copytree(tiny_folder, folder)
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    torch.save(state, folder / "pytorch_model.bin", _use_new_zipfile_serialization=False)
+    generator = BigGANGenerator(model="biggan-deep-128", weights=folder, device="cpu")
+    assert torch.equal(torch.from_numpy(generator.embeddings), state["embeddings.weight"])
+
+
 def test_missing_key_is_named(tiny_folder, tmp_path):
     folder = _broken_folder(tiny_folder, tmp_path, lambda s: s.pop("generator.layers.3.conv_1.weight_u"))
     with pytest.raises(WeightsError, match=r"missing key 'generator.layers.3.conv_1.weight_u'"):

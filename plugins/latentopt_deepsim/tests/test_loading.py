@@ -87,6 +87,13 @@ def test_conversion_infix_in_key_names_is_accepted(tmp_path):
     assert set(loaded) == set(state) and all(torch.equal(loaded[k], state[k]) for k in state)
 
 
+def test_legacy_serialisation_loads(tmp_path):
+    state = random_state_dict("norm2", seed=5)
+    path = write_state_dict(tmp_path / "w.pt", state, legacy=True)
+    loaded = load_state_dict(path, "norm2")
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
+
+
 class _NotWeights:
     pass
 
