@@ -1,11 +1,14 @@
 """Speed and memory of the DeePSim and BigGAN-deep generators for one generation of images.
 
-Each configuration runs in a fresh subprocess (so its peak resident memory is its own), on weights
-of the real architecture with random values, written to a temporary folder and loaded by the real
-loader (or on real weights: ``--deepsim-weights FILE``, ``--biggan-weights FOLDER``). Reported: the
-median over ``--repeats`` runs of seconds per image when generating ``--n`` images in chunks of
-``batch_size``, and the peak RSS. The same run measures the machine's float32 matmul throughput, so
-figures from a busy machine can be read against it.
+Weights have the real architecture and random values, written to a temporary folder and loaded by
+the real loader (or real weights: ``--deepsim-weights FILE``, ``--biggan-weights FOLDER``).
+
+* Time: for each generator, one process generates a generation of ``--n`` images ``--repeats``
+  times with every batch configuration in turn (round robin), so a busy machine slows all of them
+  alike; reported is the median seconds per image of each configuration, and its ratio to the
+  first one. ``--reference`` adds the library's own BigGAN forward to the rotation.
+* Memory: each configuration generates one generation in a fresh process; reported is its peak RSS.
+* The machine: load average and float32 matmul throughput, measured in the same run.
 
 Run with tcmalloc, as the CLI does::
 
@@ -28,59 +31,83 @@ from pathlib import Path
 from typing import Any
 
 
-def _worker(spec: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
-    if spec.get("threads"):
-        torch.set_num_threads(int(spec["threads"]))
+def _build(spec: dict[str, Any]) -> Any:
     folder = Path(spec["folder"])
     if spec["generator"] == "deepsim":
         from latentopt_deepsim import DeePSimGenerator
 
         weights = spec.get("weights") or str(folder / "upconvGAN_fc6.pt")
-        gen: Any = DeePSimGenerator(variant="fc6", weights=weights, device="cpu", batch_size=spec["batch_size"])
-    elif spec.get("reference"):
-        return _reference_worker(spec)
+        return DeePSimGenerator(variant="fc6", weights=weights, device="cpu")
+    from latentopt_biggan import BigGANGenerator
+
+    weights = spec.get("weights") or str(folder / "biggan")
+    return BigGANGenerator(model=spec["model"], weights=weights, device="cpu", batch_size=spec["n"], download=False)
+
+
+def _configure(gen: Any, spec: dict[str, Any], size: int) -> None:
+    """DeePSim: images per pass; BigGAN: images per pass through the high-resolution layers."""
+    if spec["generator"] == "deepsim":
+        gen.batch_size = size
     else:
-        from latentopt_biggan import BigGANGenerator
-
-        weights = spec.get("weights") or str(folder / "biggan")
-        gen = BigGANGenerator(model=spec["model"], weights=weights, device="cpu", batch_size=spec["n"],
-                              tail_batch_size=spec["batch_size"], download=False)
-    codes = gen.initial_codes(spec["n"], rng=np.random.default_rng(0))
-    gen.generate(codes[: spec["batch_size"]])  # warm-up: oneDNN picks its kernels on first use
-    times = []
-    for _ in range(spec["repeats"]):
-        start = time.perf_counter()
-        images = gen.generate(codes)
-        times.append((time.perf_counter() - start) / spec["n"])
-    assert torch.isfinite(images).all()
-    return {"s_per_image": float(np.median(times)), "all": times,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+        gen.network.tail_batch_size = size
 
 
-def _reference_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def _reference(spec: dict[str, Any]) -> Any:
     """The library's own forward, unmodified (spectral-norm hooks, five-pass batch norm, 128-channel
-    ``conv_to_rgb``): the baseline the prepared network is compared with."""
-    import numpy as np
+    ``conv_to_rgb``), on the whole generation: the baseline."""
     import torch
-
     from latentopt_biggan import loading
 
     folder = Path(spec.get("weights") or Path(spec["folder"]) / "biggan")
     network = loading.load_model(folder / "config.json", folder / "pytorch_model.bin", spec["model"]).eval()
-    codes = torch.randn(spec["n"], 256) * 0.5
-    times = []
-    with torch.inference_mode():
-        network.generator(codes[: spec["batch_size"]], 0.7)
-        for _ in range(spec["repeats"]):
+
+    def run(codes: Any) -> Any:
+        with torch.inference_mode():
+            return network.generator(torch.as_tensor(codes), 0.7)
+
+    return run
+
+
+def _time_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    gen = _build(spec)
+    codes = gen.initial_codes(spec["n"], rng=np.random.default_rng(0))
+    runs: dict[str, Any] = {}
+    for size in spec["sizes"]:
+        _configure(gen, spec, size)
+        runs[str(size)] = lambda: gen.generate(codes)
+    if spec.get("reference"):
+        forward = _reference(spec)
+        runs["library"] = lambda: forward(codes)
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for key, run in runs.items():  # warm-up: oneDNN picks its kernels on first use of a shape
+        if key != "library":
+            _configure(gen, spec, int(key))
+        run()
+    for _ in range(spec["repeats"]):
+        for key, run in runs.items():
+            if key != "library":
+                _configure(gen, spec, int(key))
             start = time.perf_counter()
-            for part in codes.split(spec["batch_size"]):
-                network.generator(part, 0.7)
-            times.append((time.perf_counter() - start) / spec["n"])
-    return {"s_per_image": float(np.median(times)), "all": times,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
+            images = run()
+            times[key].append((time.perf_counter() - start) / spec["n"])
+            assert torch.isfinite(images).all()
+    return {key: {"median": float(np.median(values)), "all": values} for key, values in times.items()}
+
+
+def _memory_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    if spec.get("library"):
+        forward = _reference(spec)
+        forward(np.random.default_rng(0).standard_normal((spec["n"], 256)).astype(np.float32) * 0.5)
+    else:
+        gen = _build(spec)
+        _configure(gen, spec, spec["size"])
+        gen.generate(gen.initial_codes(spec["n"], rng=np.random.default_rng(0)))
+    return {"peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6}
 
 
 def matmul_gflops() -> float:
@@ -109,25 +136,33 @@ def _prepare(folder: Path, generators: list[str], model: str, args: argparse.Nam
         write_random_model(folder / "biggan", official_config(RESOLUTIONS[model]))
 
 
+def _subprocess(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, f"--_{mode}", json.dumps(spec)], capture_output=True,
+                         text=True, check=True)
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--generator", choices=["deepsim", "biggan", "all"], default="all")
     parser.add_argument("--model", default="biggan-deep-256")
     parser.add_argument("--n", type=int, default=40, help="images per generation")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--deepsim-batch-sizes", default="40,20")
-    parser.add_argument("--tail-batch-sizes", default="40,20,10,5",
+    parser.add_argument("--deepsim-batch-sizes", default="40,20,10")
+    parser.add_argument("--tail-batch-sizes", default="10,40,20,5",
                         help="BigGAN: images per pass through the layers at 64x64 and above (the low-resolution "
                         "layers take the whole generation)")
     parser.add_argument("--reference", action="store_true", help="also time the library's own BigGAN forward")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--deepsim-weights", help="a real upconvGAN_fc6.pt")
     parser.add_argument("--biggan-weights", help="a real folder with config.json + pytorch_model.bin")
     parser.add_argument("--csv", type=Path, help="also write the table here")
-    parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_time", help=argparse.SUPPRESS)
+    parser.add_argument("--_memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args._worker:
-        print(json.dumps(_worker(json.loads(args._worker))))
+    if args._time or args._memory:
+        worker = _time_worker if args._time else _memory_worker
+        print(json.dumps(worker(json.loads(args._time or args._memory))))
         return
 
     import torch
@@ -136,32 +171,27 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="latentopt-bench-") as tmp:
         _prepare(Path(tmp), generators, args.model, args)
-        jobs: list[dict[str, Any]] = []
         for name in generators:
-            sizes = args.deepsim_batch_sizes if name == "deepsim" else args.tail_batch_sizes
-            for size in (int(s) for s in sizes.split(",")):
-                jobs.append({"generator": name, "batch_size": size})
-            if name == "biggan" and args.reference:
-                jobs.append({"generator": name, "batch_size": args.n, "reference": True})
-        for job in jobs:
-            spec = {**job, "folder": tmp, "n": args.n, "repeats": args.repeats, "model": args.model,
-                    "threads": args.threads,
-                    "weights": args.deepsim_weights if job["generator"] == "deepsim" else args.biggan_weights}
-            out = subprocess.run([sys.executable, __file__, "--_worker", json.dumps(spec)], capture_output=True,
-                                 text=True, check=True)
-            result = json.loads(out.stdout.strip().splitlines()[-1])
-            label = "deepsim fc6" if job["generator"] == "deepsim" else args.model
-            if job.get("reference"):
-                label += " (library forward)"
-            elif job["generator"] == "biggan":
-                label += " (tail chunks)"
-            row = {"generator": label, "batch_size": job["batch_size"], "s_per_image": result["s_per_image"],
-                   "ms_per_image": 1000 * result["s_per_image"], "peak_rss_gb": result["peak_rss_gb"],
-                   "runs_s_per_image": " ".join(f"{t:.4f}" for t in result["all"])}
-            rows.append(row)
-            print(f"{label:38s} batch {job['batch_size']:3d}: {row['ms_per_image']:8.1f} ms/image (median of "
-                  f"{args.repeats}), peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
-    print(f"\ntorch {torch.__version__}, threads {args.threads or torch.get_num_threads()}, "
+            listed = args.deepsim_batch_sizes if name == "deepsim" else args.tail_batch_sizes
+            sizes = [int(s) for s in listed.split(",")]
+            spec = {"generator": name, "folder": tmp, "n": args.n, "repeats": args.repeats, "model": args.model,
+                    "sizes": sizes, "reference": args.reference and name == "biggan",
+                    "weights": args.deepsim_weights if name == "deepsim" else args.biggan_weights}
+            timed = _subprocess("time", spec)
+            first = timed[str(sizes[0])]["median"]
+            for key, result in timed.items():
+                memory = _subprocess("memory", {**spec, "size": 0 if key == "library" else int(key),
+                                                "library": key == "library"})
+                label = "deepsim fc6" if name == "deepsim" else args.model
+                what = ("library forward, whole batch" if key == "library" else
+                        f"batch {key}" if name == "deepsim" else f"whole batch, tail chunks of {key}")
+                row = {"generator": label, "configuration": what, "ms_per_image": 1000 * result["median"],
+                       "ratio_to_first": result["median"] / first, "peak_rss_gb": memory["peak_rss_gb"],
+                       "runs_ms_per_image": " ".join(f"{1000 * t:.1f}" for t in result["all"])}
+                rows.append(row)
+                print(f"{label:16s} {what:34s} {row['ms_per_image']:8.1f} ms/image (median of {args.repeats}; "
+                      f"x{row['ratio_to_first']:.2f} of the first)  peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
+    print(f"\ntorch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"tcmalloc {'tcmalloc' in os.environ.get('LD_PRELOAD', '')}, load average {os.getloadavg()[0]:.2f}, "
           f"float32 matmul {matmul_gflops():.0f} GFLOPS now, generation of {args.n}")
     if args.csv:
