@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40, help="images per generation")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--deepsim-batch-sizes", default="40,20,10")
-    parser.add_argument("--tail-batch-sizes", default="10,40,20,5",
+    parser.add_argument("--tail-batch-sizes", default="20,10,40,5",
                         help="BigGAN: images per pass through the layers at 64x64 and above (the low-resolution "
                         "layers take the whole generation)")
     parser.add_argument("--reference", action="store_true", help="also time the library's own BigGAN forward")
