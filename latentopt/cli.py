@@ -7,6 +7,7 @@ plain keyword arguments for the registered components.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,16 +28,56 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _kwargs(cfg: DictConfig, group: str, *, drop: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
-    node = cfg.get(group)
+def _kwargs(node: Any, key: str, *, drop: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
+    """``(name, kwargs)`` of a component config node such as ``cfg.generator``."""
     if node is None or "name" not in node:
-        raise ConfigError(f"{group}: the config group needs a 'name' key naming a registered {group}")
+        raise ConfigError(f"{key}: the config needs a 'name' key naming a registered component")
     data = OmegaConf.to_container(node, resolve=True)
     assert isinstance(data, dict)
     name = str(data.pop("name"))
-    for key in drop:
-        data.pop(key, None)
+    for k in drop:
+        data.pop(k, None)
     return name, {str(k): v for k, v in data.items()}
+
+
+THREAD_GROUPS = ("generator", "optimizer", "objective")
+_THREAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+def thread_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The threads a config declares: ``[(name, {generator, optimizer, objective} config nodes)]``.
+
+    ``experiment.threads`` maps thread names to nodes with any of ``generator``, ``optimizer``,
+    ``objective``. A node with a ``name`` key is used as given; one without is merged over the
+    top-level group (so ``{optimizer: {sigma0: 0.2}}`` changes one setting); a missing one is the
+    top-level group. Without ``experiment.threads``: one thread ``main`` from the top-level groups.
+    """
+    threads = cfg.experiment.get("threads") if "experiment" in cfg else None
+    if not threads:
+        return [("main", {group: cfg.get(group) for group in THREAD_GROUPS})]
+    if not isinstance(threads, DictConfig):
+        raise ConfigError("experiment.threads must map thread names to {generator, optimizer, objective}")
+    specs = []
+    for key, node in threads.items():
+        name = str(key)
+        if not _THREAD_NAME.match(name):
+            raise ConfigError(f"experiment.threads: thread name {name!r} must be 1-32 letters, digits, '_' or '-'")
+        node = node or OmegaConf.create({})
+        unknown = set(node.keys()) - set(THREAD_GROUPS)
+        if unknown:
+            raise ConfigError(f"experiment.threads.{name}: unknown key(s) {sorted(map(str, unknown))}; "
+                              f"use {', '.join(THREAD_GROUPS)}")
+        spec = {}
+        for group in THREAD_GROUPS:
+            own, base = node.get(group), cfg.get(group)
+            if own is None:
+                spec[group] = base
+            elif "name" in own or base is None:
+                spec[group] = own
+            else:
+                spec[group] = OmegaConf.merge(base, own)
+        specs.append((name, spec))
+    return specs
 
 
 def _positive_int(value: Any, key: str, *, allow_none: bool = False) -> int | None:
@@ -48,7 +89,11 @@ def _positive_int(value: Any, key: str, *, allow_none: bool = False) -> int | No
 
 
 def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any = None) -> Any:
-    """Build the Evolution a config describes (components come from the plugin registry)."""
+    """Build the Evolution a config describes (components come from the plugin registry).
+
+    Thread ``k`` (in the order of :func:`thread_specs`) draws its initial codes and optimizer seed
+    from ``(seed, k)``; the first thread uses ``seed`` itself, as a single-thread run does.
+    """
     import numpy as np
 
     from latentopt.experiment import Evolution, Thread
@@ -62,26 +107,45 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
     exp = cfg.experiment
     generations = _positive_int(exp.get("generations"), "experiment.generations")
     budget = _positive_int(exp.get("budget"), "experiment.budget", allow_none=True)
-    population = _positive_int(cfg.optimizer.get("population_size", 40), "optimizer.population_size")
-    built: dict[str, Any] = {}
+    specs = thread_specs(cfg)
+    single = len(specs) == 1 and not exp.get("threads")
+    built: list[Any] = []
+    generators: dict[str, Any] = {}  # threads with identical generator configs share one instance
+    threads = []
     try:
-        for group in ("generator", "subject", "objective"):
-            name, kwargs = _kwargs(cfg, group)
-            built[group] = registry.build(f"{group}s", name, **kwargs)
-        generator = built["generator"]
-        initial = generator.initial_codes(population, rng=np.random.default_rng([seed, 1]))
-        name, kwargs = _kwargs(cfg, "optimizer", drop=("population_size",))
-        optimizer = registry.build("optimizers", name, initial, seed=seed, **kwargs)
+        name, kwargs = _kwargs(cfg.get("subject"), "subject")
+        subject = registry.build("subjects", name, **kwargs)
+        built.append(subject)
+        for k, (thread_name, spec) in enumerate(specs):
+            where = "" if single else f"experiment.threads.{thread_name}."
+            gen_name, gen_kwargs = _kwargs(spec["generator"], f"{where}generator")
+            key = repr((gen_name, sorted(gen_kwargs.items())))
+            if key not in generators:
+                generators[key] = registry.build("generators", gen_name, **gen_kwargs)
+                built.append(generators[key])
+            generator = generators[key]
+            obj_name, obj_kwargs = _kwargs(spec["objective"], f"{where}objective")
+            objective = registry.build("objectives", obj_name, **obj_kwargs)
+            if spec["optimizer"] is None:
+                raise ConfigError(f"{where}optimizer: the config needs an optimizer")
+            population = _positive_int(spec["optimizer"].get("population_size", 40),
+                                       f"{where}optimizer.population_size")
+            thread_seed = seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
+            rng = np.random.default_rng([seed, 1] if k == 0 else [seed, 1, k])
+            initial = generator.initial_codes(population, rng=rng)
+            opt_name, opt_kwargs = _kwargs(spec["optimizer"], f"{where}optimizer", drop=("population_size",))
+            optimizer = registry.build("optimizers", opt_name, initial, seed=thread_seed, **opt_kwargs)
+            threads.append(Thread(thread_name, generator, optimizer, objective))
     except (PluginError, ValueError) as err:
-        for component in built.values():
+        for component in built:
             getattr(component, "close", lambda: None)()
         raise ConfigError(str(err)) from err
     references = None
     if exp.get("references"):
-        references = load_references(list(exp.references), generator.image_size)
-    thread = Thread("main", generator, optimizer, built["objective"])
+        sizes = [t.generator.image_size for t in threads]
+        references = load_references(list(exp.references), max(sizes))
     return Evolution(
-        [thread], built["subject"], seed=seed, generations=generations or 1, budget=budget,
+        threads, subject, seed=seed, generations=generations or 1, budget=budget,
         references=references, reference_every=int(exp.get("reference_every", 1)),
         recorder=recorder, on_generation=on_generation,
     )
@@ -103,6 +167,19 @@ def _progress(total: int, enabled: bool, initial: int = 0) -> tuple[Any, Any]:
     return bar, update
 
 
+def _operator_log(result: Any) -> None:
+    from latentopt.experiment import operator_line
+
+    print(operator_line(result), file=sys.stderr, flush=True)
+
+
+def _stopped(err: Exception, run_dir: Path | str) -> None:
+    """A subject became unavailable: one line, the resume command, exit status 3."""
+    print(f"latentopt: stopped: {' '.join(str(err).split())} The run is resumable: "
+          f"latentopt-resume {run_dir}", file=sys.stderr)
+    raise SystemExit(3)
+
+
 def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = False) -> dict[str, Any]:
     """Run (or resume) the evolution a config describes into ``run_dir``; return the summary."""
     import torch
@@ -117,14 +194,18 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
         raise ConfigError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
     evolution = build_evolution(cfg, recorder=writer)
     total = evolution.generations if evolution.budget is None else -(-evolution.budget // 40)
-    bar, update = _progress(total, bool(cfg.get("progress", True)), initial=start)
-    evolution.on_generation = update
+    live = bool(getattr(evolution.subject, "live", False))
+    bar, update = _progress(total, bool(cfg.get("progress", True)) and not live, initial=start)
+    evolution.on_generation = _operator_log if live else update
+    first = evolution.threads[0]
     provenance = {
         "seed": cfg.get("seed", 0),
-        "generator": evolution.threads[0].generator.provenance(),
+        "generator": first.generator.provenance(),
         "subject": evolution.subject.provenance(),
-        "objective": evolution.threads[0].objective.describe(),
-        "optimizer": evolution.threads[0].optimizer.describe(),
+        "objective": first.objective.describe(),
+        "optimizer": first.optimizer.describe(),
+        "threads": {t.name: {"generator": t.generator.provenance(), "objective": t.objective.describe(),
+                             "optimizer": t.optimizer.describe()} for t in evolution.threads},
         "command": sys.argv,
         "runtime": runtime_info(),
     }
@@ -150,12 +231,15 @@ def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from latentopt.records import RecordError
+    from latentopt.subject import SubjectUnavailable
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         summary = run_from_config(cfg, run_dir)
     except (ConfigError, RecordError, FileNotFoundError) as err:
         _fail(str(err))
+    except SubjectUnavailable as err:
+        _stopped(err, run_dir)
     best = next(iter(summary["threads"].values()))["best_score"]
     print(f"run folder: {run_dir}  best score: {best:.4g}")
     return float(best)
@@ -201,6 +285,7 @@ def resume_main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
     args = parser.parse_args(argv)
     from latentopt.records import RecordError
+    from latentopt.subject import SubjectUnavailable
 
     config_path = args.run_dir / "config.yaml"
     if not config_path.exists():
@@ -218,6 +303,8 @@ def resume_main(argv: list[str] | None = None) -> None:
         summary = run_from_config(cfg, args.run_dir, resume=True)
     except (ConfigError, RecordError, FileNotFoundError) as err:
         _fail(str(err))
+    except SubjectUnavailable as err:
+        _stopped(err, args.run_dir)
     best = next(iter(summary["threads"].values()))["best_score"]
     print(f"run folder: {args.run_dir}  generations: {summary['generations']}  best score: {best:.4g}")
 

@@ -51,6 +51,29 @@ class GenerationResult:
     reference_scores: dict[str, np.ndarray]
     timings: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def images_shown(self) -> int:
+        """Images with at least one finite response (the others were not shown)."""
+        flat = self.responses.reshape(self.responses.shape[0], -1)
+        return int(np.isfinite(flat).any(axis=1).sum())
+
+
+def operator_line(result: GenerationResult) -> str:
+    """One line per block for the operator at the rig.
+
+    ``block 5 | shown 44/44 | main best 12.3 mean 8.1 | waited 3.2 s``: block number, images
+    shown / expected, each thread's best and mean score, and seconds spent in the subject (for a
+    rig: waiting for the response file).
+    """
+    parts = [f"block {result.generation}", f"shown {result.images_shown}/{len(result.image_ids)}"]
+    for name, scores in result.thread_scores.items():
+        if np.isfinite(scores).any():
+            parts.append(f"{name} best {np.nanmax(scores):.4g} mean {np.nanmean(scores):.4g}")
+        else:
+            parts.append(f"{name} no scores")
+    parts.append(f"waited {result.timings.get('subject_s', float('nan')):.1f} s")
+    return " | ".join(parts)
+
 
 def noise_rng(seed: int, generation: int) -> np.random.Generator:
     """The subject's noise stream for one generation (resumed runs draw the same noise)."""
@@ -142,18 +165,22 @@ class Evolution:
             owner += [-1] * len(ref_ids)
         block = torch.cat(images)
         t_gen = time.perf_counter()
+        self.subject.start_block(generation)
         responses = np.asarray(self.subject.respond(block, image_ids=ids, rng=noise_rng(self.seed, generation)))
         if responses.shape[0] != len(ids):
             raise RuntimeError(f"the subject returned {responses.shape[0]} responses for {len(ids)} images")
+        extras = self.subject.block_extras()
         t_subject = time.perf_counter()
+        bins = self.subject.time_bins_ms
         owner_arr = np.asarray(owner, dtype=np.int16)
         scores, ref_scores, states, best_images = {}, {}, {}, {}
         for index, thread in enumerate(self.threads):
             mine = owner_arr == index
-            s = np.asarray(thread.objective.score(responses[mine]), dtype=np.float64)
+            s = np.asarray(thread.objective.score(responses[mine], time_bins_ms=bins), dtype=np.float64)
             scores[thread.name] = s
-            ref_scores[thread.name] = np.asarray(thread.objective.score(responses[owner_arr == -1]),
-                                                 dtype=np.float64).reshape(-1)
+            ref_scores[thread.name] = np.asarray(
+                thread.objective.score(responses[owner_arr == -1], time_bins_ms=bins), dtype=np.float64
+            ).reshape(-1)
             thread.optimizer.tell(codes[thread.name], s)
             states[thread.name] = thread.optimizer.state_dict()
             if np.isfinite(s).any():
@@ -171,6 +198,8 @@ class Evolution:
                                      "reference_scores": ref_scores[t.name], "state": states[t.name]}
                             for t in self.threads},
             }
+            if extras:
+                record["subject"] = extras
             self.recorder.write_generation(generation, record, best_images)
         result.timings["total_s"] = time.perf_counter() - t0
         if self.on_generation is not None:

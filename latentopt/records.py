@@ -12,8 +12,11 @@ One folder per run::
 
 A generation file holds the block (``image_ids``, ``thread`` index or -1 for reference images,
 ``responses``, ``scores``), each thread's ``codes`` and ``scores``, its optimizer state after the
-update, and timings. Every file is written to a temporary name, flushed, fsynced and renamed, so a
-kill -9 at any moment leaves either the whole file or nothing; existing files are never replaced.
+update, timings, and under ``subject`` whatever the subject asked to record for that block
+(``Subject.block_extras``: a rig's raw PSTH bins, archived response files, logs).
+
+Every file is written to a temporary name, flushed, fsynced and renamed, so a kill -9 at any
+moment leaves either the whole file or nothing; existing files are never replaced.
 Arrays are stored with ``allow_pickle=False``.
 """
 
@@ -158,7 +161,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)  # speed over size: once per generation
     return buffer.getvalue()
 
 
@@ -285,6 +288,8 @@ class RunRecord:
     reference_ids: list[str]
     reference_responses: np.ndarray
     timings: dict[str, np.ndarray] = field(default_factory=dict)
+    subject: list[dict[str, Any]] = field(default_factory=list)
+    """Per generation, what the subject asked to record (``Subject.block_extras``; ``{}`` if nothing)."""
 
     @property
     def generations(self) -> int:
@@ -366,4 +371,4 @@ def load_run(path: Path | str) -> RunRecord:
     timings = {key: np.array([g["meta"]["timings"][key] for g in gens]) for key in
                (gens[0]["meta"]["timings"] if gens else {})}
     return RunRecord(run_dir, (run_dir / "config.yaml").read_text(), provenance, threads,
-                     reference_ids, reference_responses, timings)
+                     reference_ids, reference_responses, timings, [g.get("subject", {}) for g in gens])

@@ -14,6 +14,14 @@ import numpy as np
 import torch
 
 
+class SubjectUnavailable(RuntimeError):
+    """The subject cannot respond now (e.g. a rig sent no response before its timeout).
+
+    Raised from :meth:`Subject.respond`; the generation in flight is not recorded, so the run stops
+    in a resumable state (``latentopt-resume RUN_DIR`` re-runs that generation).
+    """
+
+
 class Subject(ABC):
     """Base class of every subject.
 
@@ -21,11 +29,14 @@ class Subject(ABC):
         channel_names: one name per response channel (unit, electrode channel).
         time_bins_ms: ``(time_bins + 1,)`` bin edges in ms when responses are time-binned, else None.
         differentiable: True when :meth:`respond_torch` is differentiable w.r.t. the images.
+        live: True for a subject behind a real (or simulated) rig: the CLI prints one operator
+            line per block instead of a progress bar.
     """
 
     channel_names: list[str]
     time_bins_ms: np.ndarray | None = None
     differentiable: bool = False
+    live: bool = False
 
     @property
     def n_channels(self) -> int:
@@ -51,6 +62,22 @@ class Subject(ABC):
             ``(n, channels)`` or ``(n, channels, time_bins)`` float64. An image that was not
             shown (aborted trial) has NaN responses.
         """
+
+    def start_block(self, block: int) -> None:
+        """Called before :meth:`respond` with the block number (= the generation).
+
+        Rigs name their files by block; a resumed run calls it again with the same number, so a
+        response written while latentopt was down is found. Default: nothing.
+        """
+
+    def block_extras(self) -> dict[str, Any]:
+        """What the last :meth:`respond` wants recorded beside the responses.
+
+        A nested dict of numpy arrays (no object dtype), bytes, strings and numbers (raw PSTH bins,
+        archived raw response files, logs); the experiment stores it under ``"subject"`` in the
+        generation record, and ``load_generation(run, g)["subject"]`` reads it back. Default: ``{}``.
+        """
+        return {}
 
     def respond_torch(self, images: torch.Tensor) -> torch.Tensor:
         """Noise-free, differentiable responses ``(n, channels)`` for white-box methods."""

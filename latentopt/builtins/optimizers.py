@@ -214,6 +214,7 @@ class PycmaES(Optimizer):
         opts.update(dict(options or {}))
         self.sigma0, self.diagonal, self.options = float(sigma0), bool(diagonal), dict(options or {})
         self.es = cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
+        self._asked: list[np.ndarray] = []
         self._best: tuple[np.ndarray, float] | None = None
 
     @classmethod
@@ -221,13 +222,18 @@ class PycmaES(Optimizer):
         return {"kwargs": {"sigma0": 0.5}}
 
     def _ask(self) -> np.ndarray:
-        return np.asarray(self.es.ask(), dtype=np.float32)
+        self._asked = list(self.es.ask())
+        return np.asarray(self._asked, dtype=np.float32)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         best = int(np.argmax(scores))
         if self._best is None or scores[best] > self._best[1]:
             self._best = (codes[best].copy(), float(scores[best]))
-        solutions = [c.astype(np.float64) for c in codes]
+        # Tell pycma the float64 arrays it sent: it recognises them (and forgets them) only by
+        # their exact bytes; float32 copies would look like injected solutions and pile up.
+        sent = {np.asarray(x, dtype=np.float32).tobytes(): x for x in self._asked}
+        solutions = [sent.get(c.tobytes(), c.astype(np.float64)) for c in codes]
+        self._asked = []
         try:
             with warnings.catch_warnings():
                 # pycma's step-size check warns about float32 round-off of the samples we return.
@@ -238,10 +244,15 @@ class PycmaES(Optimizer):
 
     def _state_dict(self) -> dict[str, Any]:
         best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
-        return {"pycma": pickle.dumps(self.es, protocol=4), "best": best}
+        asked = np.asarray(self._asked, dtype=np.float64) if self._asked else {}
+        # pycma keeps the arguments of its last tell for debugging only (1.3 MB at d = 4096).
+        self.es.__dict__.pop("_tell2_args", None)
+        return {"pycma": pickle.dumps(self.es, protocol=4), "best": best, "asked": asked}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         self.es = _StateUnpickler(io.BytesIO(state["pycma"])).load()
+        asked = state.get("asked")
+        self._asked = list(asked) if isinstance(asked, np.ndarray) else []
         best = state.get("best") or {}
         self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
 

@@ -122,3 +122,19 @@ def test_cma_minimises_only_in_its_adapter():
         codes = opt.ask()
         opt.tell(codes, neuron(codes))
     assert opt.best is not None and opt.best[1] > -0.05  # maximised, not minimised
+
+
+def test_pycma_state_does_not_grow_with_generations():
+    """pycma recognises told solutions only by their exact float64 bytes; float32 copies used to pile
+    up in its archive and made every generation file larger than the last."""
+    from latentopt.records import tree_to_npz_bytes
+
+    opt = PycmaES(np.zeros((20, 500), np.float32), seed=0, sigma0=1.0, diagonal=True)
+    neuron = quadratic_neuron(500)
+    sizes = []
+    for _ in range(30):
+        codes = opt.ask()
+        opt.tell(codes, neuron(codes))
+        sizes.append(len(tree_to_npz_bytes(opt.state_dict())))
+    assert sizes[-1] <= 1.05 * sizes[4], sizes
+    assert len(opt.es.sent_solutions) == 0

@@ -1,0 +1,266 @@
+"""Summarise a benchmark folder: one CSV row per run, a markdown table, mean trajectories.
+
+Metrics per run (scores are the objective's, higher is better):
+
+* ``activation``: noise-free score of the run's final best code (the best-scored code of the last
+  generation, shown again to the same subject without noise), so noisy maxima do not inflate it;
+* ``norm_best_ever``: activation / the best activation of any run on the same unit (GECCO 2022);
+* ``norm_gradient``: activation / white-box gradient ascent's best on that unit (upper reference);
+* ``norm_natural``: activation / the best noise-free score of the natural reference images;
+* ``evals_to_90``: evaluations until the generation-mean score first reaches 90 % of the way from
+  its first to its final value (mean of the last 3 generations);
+* ``generator_s``, ``subject_s``, ``optimizer_s``: wall time split, summed over generations.
+
+    python benchmarks/suite/summarize.py benchmarks/results/quick [--gradient-steps 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+CMA_FAMILY_PREFIXES = (
+    "bench_sep_cma",
+    "bench_cholesky_cma",
+    "bench_sphere_cma",
+    "bench_cmaes_diag",
+    "bench_ng",
+    "sep_cma",
+    "cholesky_cma",
+    "sphere_cma",
+    "hessian_cma",
+    "cmaes",
+)
+GA_REFERENCE = "ga_ponce"
+
+
+class UnitLab:
+    """Noise-free generator + subject + objective of one unit, with its reference activations."""
+
+    def __init__(self, cfg: dict[str, Any], *, gradient_steps: int) -> None:
+        import torch
+        from latentopt_cmafamily import gradient_ascent
+
+        from latentopt.plugins import default_registry
+        from latentopt.references import load_references
+
+        registry = default_registry()
+
+        def build(group: str, node: dict[str, Any]) -> Any:
+            kwargs = dict(node)
+            return registry.build(f"{group}s", kwargs.pop("name"), **kwargs)
+
+        subject_cfg = {**cfg["subject"], "noise": {"kind": "none", "level": 0.0, "gain": 1.0}}
+        self.generator = build("generator", cfg["generator"])
+        self.subject = build("subject", subject_cfg)
+        self.objective = build("objective", cfg["objective"])
+        names = list(cfg["experiment"].get("references") or [])
+        self.natural = float("nan")
+        if names:
+            ids, images = load_references(names, self.generator.image_size)
+            self.natural = float(np.max(self.score_images(images, ids)))
+        self.gradient = float("nan")
+        if self.generator.differentiable and self.subject.differentiable and gradient_steps > 0:
+            torch.manual_seed(0)
+            start = self.generator.initial_codes(4, rng=np.random.default_rng(0))
+            result = gradient_ascent(self.generator, self.subject, self.objective, start, steps=gradient_steps, lr=0.05)
+            self.gradient = float(result.best_scores.max())
+
+    def score_images(self, images: Any, ids: list[str]) -> np.ndarray:
+        responses = self.subject.respond(images, image_ids=ids, rng=np.random.default_rng(0))
+        return np.asarray(self.objective.score(responses), dtype=np.float64)
+
+    def activation(self, code: np.ndarray) -> float:
+        images = self.generator.generate(code[None].astype(np.float32))
+        return float(self.score_images(images, ["final_best"])[0])
+
+
+def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from latentopt.records import load_run
+
+    loaded = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    assert isinstance(loaded, dict)
+    cfg = {str(k): v for k, v in loaded.items()}
+    choices = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
+    record = load_run(run_dir)
+    scores = record.scores  # (generations, population)
+    population = scores.shape[1]
+    unit_key = json.dumps(
+        {k: cfg[k] for k in ("generator", "objective")}
+        | {
+            "subject": {k: v for k, v in cfg["subject"].items() if k != "noise"},
+            "references": cfg["experiment"].get("references"),
+        },
+        sort_keys=True,
+    )
+    if unit_key not in labs:
+        labs[unit_key] = UnitLab(cfg, gradient_steps=gradient_steps)
+    lab = labs[unit_key]
+    last = scores[-1]
+    final_code = record.codes[-1][int(np.nanargmax(last))] if np.isfinite(last).any() else record.codes[-1][0]
+    trajectory = np.nanmean(scores, axis=1)
+    first, final = trajectory[0], float(np.mean(trajectory[-3:]))
+    reached = np.flatnonzero(trajectory >= first + 0.9 * (final - first)) if final > first else np.zeros(0)
+    subject = cfg["subject"]
+    area = f"{subject.get('layer', 'analytic')}" if subject["name"] == "cnn_unit" else "V1 (analytic)"
+    return {
+        "run": str(run_dir),
+        "optimizer": choices.get("optimizer"),
+        "subject": choices.get("subject"),
+        "area": area,
+        "unit": cfg["objective"].get("unit"),
+        "noise": choices.get("noise", "none"),
+        "generator": choices.get("generator"),
+        "seed": cfg.get("seed"),
+        "unit_key": unit_key,
+        "evaluations": int(scores.size),
+        "generations": int(scores.shape[0]),
+        "activation": lab.activation(np.asarray(final_code)),
+        "gradient_reference": lab.gradient,
+        "natural_reference": lab.natural,
+        "best_recorded": float(np.nanmax(scores)),
+        "evals_to_90": float((reached[0] + 1) * population) if len(reached) else float("nan"),
+        "trajectory": trajectory.tolist(),
+        "population": population,
+        **{k: float(np.sum(v)) for k, v in record.timings.items() if k != "total_s"},
+        "optimizer_settings": record.provenance.get("optimizer", {}),
+    }
+
+
+def normalise(rows: list[dict[str, Any]]) -> None:
+    best_ever: dict[str, float] = defaultdict(lambda: -np.inf)
+    for row in rows:
+        best_ever[row["unit_key"]] = max(best_ever[row["unit_key"]], row["activation"])
+    for row in rows:
+        row["best_ever"] = best_ever[row["unit_key"]]
+        row["norm_best_ever"] = row["activation"] / row["best_ever"] if row["best_ever"] > 0 else np.nan
+        row["norm_gradient"] = row["activation"] / row["gradient_reference"]
+        row["norm_natural"] = row["activation"] / row["natural_reference"]
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Mean normalised activation (vs best ever), optimizer x (area, noise), plus overall columns."""
+    columns = sorted({(r["area"], r["noise"]) for r in rows})
+    optimizers = sorted({r["optimizer"] for r in rows})
+    head = [
+        "optimizer",
+        *(f"{a} / {n}" for a, n in columns),
+        "all",
+        "vs gradient",
+        "vs natural",
+        "evals to 90%",
+        "optimizer s/run",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in optimizers:
+        mine = [r for r in rows if r["optimizer"] == name]
+        cells = [name]
+        for column in columns:
+            values = [r["norm_best_ever"] for r in mine if (r["area"], r["noise"]) == column]
+            cells.append(f"{np.mean(values):.3f}" if values else "")
+        for key in ("norm_best_ever", "norm_gradient", "norm_natural", "evals_to_90", "optimizer_s"):
+            values = np.array([r[key] for r in mine], dtype=np.float64)
+            cells.append(f"{values[np.isfinite(values)].mean():.3g}" if np.isfinite(values).any() else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(rows: list[dict[str, Any]]) -> str:
+    means = {
+        name: float(np.mean([r["norm_best_ever"] for r in rows if r["optimizer"] == name]))
+        for name in {r["optimizer"] for r in rows}
+    }
+    family = {k: v for k, v in means.items() if k.startswith(CMA_FAMILY_PREFIXES)}
+    if GA_REFERENCE not in means or not family:
+        return "no GA/CMA-family comparison in this profile"
+    best = max(family, key=family.__getitem__)
+    ratio = family[best] / means[GA_REFERENCE]
+    return (
+        f"best CMA-family optimizer {best}: {family[best]:.3f} mean normalised activation, "
+        f"{ratio:.2f}x {GA_REFERENCE} ({means[GA_REFERENCE]:.3f}); target >= 1.5x: "
+        f"{'MET' if ratio >= 1.5 else 'NOT MET'}"
+    )
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    areas = sorted({r["area"] for r in rows})
+    fig, axes = plt.subplots(1, len(areas), figsize=(5 * len(areas), 4), squeeze=False)
+    for ax, area in zip(axes[0], areas, strict=True):
+        for name in sorted({r["optimizer"] for r in rows}):
+            mine = [r for r in rows if r["area"] == area and r["optimizer"] == name]
+            if not mine:
+                continue
+            length = min(len(r["trajectory"]) for r in mine)
+            curves = np.array([np.asarray(r["trajectory"][:length]) / r["best_ever"] for r in mine])
+            evaluations = np.arange(1, length + 1) * mine[0]["population"]
+            ax.plot(evaluations, curves.mean(0), label=name)
+        ax.set(title=area, xlabel="evaluations", ylabel="generation mean / best ever")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def summarize(folder: Path, *, gradient_steps: int = 100) -> list[dict[str, Any]]:
+    """Write ``runs.csv``, ``summary.md`` and ``trajectories.png`` into ``folder``."""
+    from latentopt.records import library_versions
+
+    run_dirs = sorted(p.parent for p in (folder / "runs").rglob("config.yaml"))
+    labs: dict[str, UnitLab] = {}
+    rows = [run_row(d, labs, gradient_steps) for d in run_dirs if (d / "summary.json").exists()]
+    missing = len(run_dirs) - len(rows)
+    if not rows:
+        raise SystemExit(f"summarize: no finished runs under {folder / 'runs'}")
+    normalise(rows)
+    keys = [k for k in rows[0] if k not in ("trajectory", "optimizer_settings", "unit_key")]
+    with open(folder / "runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, folder / "trajectories.png")
+    versions = library_versions()
+    settings = {r["optimizer"]: r["optimizer_settings"] for r in rows}
+    weights = {"DeePSim/BigGAN": "not run: no real weights here (offline generators fourier/pixel only)"}
+    text = "\n\n".join(
+        [
+            f"# Benchmark summary: {folder.name}",
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
+            f"Runs: {len(rows)} finished" + (f", {missing} unfinished (left out)" if missing else ""),
+            "Generators: " + "; ".join(f"{k}: {v}" for k, v in weights.items()),
+            "Mean normalised activation (noise-free activation of the final best code / best ever on the "
+            "unit), by area / noise:",
+            markdown(rows),
+            verdict(rows),
+            "Resolved optimizer settings:\n\n```json\n" + json.dumps(settings, indent=1, default=str) + "\n```",
+        ]
+    )
+    (folder / "summary.md").write_text(text + "\n")
+    print(markdown(rows), "\n", verdict(rows), sep="")
+    print(f"wrote {folder / 'runs.csv'}, {folder / 'summary.md'}, {folder / 'trajectories.png'}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--gradient-steps", type=int, default=100)
+    args = parser.parse_args()
+    summarize(args.folder, gradient_steps=args.gradient_steps)
+
+
+if __name__ == "__main__":
+    main()

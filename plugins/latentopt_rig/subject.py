@@ -1,0 +1,298 @@
+"""The rig subject: a real neuron behind a stimulus computer that shares a folder with latentopt.
+
+Per block (= generation) it writes the images and a manifest into the exchange folder, waits for
+the rig's response file, archives it, matches trials to images by id, averages repeats, re-queues
+images that were not shown, and returns one evoked response per image and channel.
+
+Policies (also in ``docs/rig.md``):
+
+* **Not shown** (no trial with a finite response: aborted trial, fixation break, NaN, missing
+  row, or the whole file corrupt): with ``not_shown="requeue"`` the images are shown again, within
+  the same generation, in a follow-up block ``block{NNN}r{a}`` (up to ``requeue_attempts``
+  times); whatever is still missing after that, or at once with ``not_shown="nan"``, is scored
+  NaN and the optimizer's ``nan_policy`` applies. Every such image is listed in the record.
+* **Unknown ids** (a trial whose id is no image of the block): logged to the operator, listed in the
+  record and never used.
+* **Time-binned responses**: spike counts per bin become rates (spikes/s); the evoked response is
+  the mean rate in ``response_window_ms`` minus the mean rate in ``baseline_window_ms``. The raw bins
+  are kept in the record.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from latentopt.objective import evoked_response
+from latentopt.subject import Subject
+from latentopt_rig.channels import COMBINE, channel_name, load_area_table, select_channels
+from latentopt_rig.exchange import (
+    block_label,
+    check_image_id,
+    clean_temporaries,
+    image_file_name,
+    response_paths,
+    write_block,
+)
+from latentopt_rig.formats import RESPONSE_SUFFIXES, ResponseFileError, TrialResponses
+from latentopt_rig.waiting import Arrival, WaitPolicy, wait_for_response
+
+logger = logging.getLogger("latentopt_rig")
+PROTOCOLS = {"xdream": (".mat",), "native": RESPONSE_SUFFIXES}
+NOT_SHOWN = ("requeue", "nan")
+
+
+def _text_array(values: Sequence[str]) -> np.ndarray:
+    return np.asarray([str(v)[:200] for v in values], dtype=str) if len(values) else np.zeros(0, dtype="<U1")
+
+
+class RigSubject(Subject):
+    """A neuron recorded by a rig, through a shared exchange folder.
+
+    Args:
+        exchange: the folder shared with the stimulus computer (created if missing).
+        protocol: ``xdream`` (responses in ``block{NNN}.mat``) or ``native`` (``.h5``, ``.npz``,
+            ``.csv`` or ``.mat``); images and manifest are the same in both.
+        n_channels: channels in every response file (columns of ``tEvokedResp``).
+        channels: ``"all"``, one 0-based channel index, or a list of them.
+        area: keep only selected channels of this area (needs ``channel_areas``).
+        channel_areas: CSV ``channel,area`` mapping array channels to areas (V1, V4, PIT).
+        combine: ``separate`` (one response per channel) or ``mean`` (their average).
+        response_window_ms, baseline_window_ms: windows of the evoked response for time-binned
+            files (Wang & Ponce 2026: 50-200 ms and 0-45 ms); ``baseline_window_ms=None``: none.
+        poll_s, settle_s, timeout_s, on_timeout, corrupt_after_s, message_every_s: see
+            :class:`latentopt_rig.waiting.WaitPolicy`.
+        max_file_mb: largest response file read (MiB).
+        not_shown: ``requeue`` or ``nan`` (see the module docstring).
+        requeue_attempts: follow-up blocks per generation for images not shown.
+        png_compression: zlib level of the PNG images: 0 (fastest: ~15 ms per block of 40, files of
+            ~200 KB at 256 px) or 1-9 (Pillow, ~0.3 s or more per block, files 2-4x smaller).
+    """
+
+    live = True
+
+    def __init__(
+        self,
+        *,
+        exchange: str | Path,
+        protocol: str = "xdream",
+        n_channels: int = 1,
+        channels: str | int | Sequence[int] = "all",
+        area: str | None = None,
+        channel_areas: str | None = None,
+        combine: str = "separate",
+        response_window_ms: Sequence[float] = (50.0, 200.0),
+        baseline_window_ms: Sequence[float] | None = (0.0, 45.0),
+        poll_s: float = 0.025,
+        settle_s: float = 0.1,
+        timeout_s: float = 600.0,
+        on_timeout: str = "stop",
+        corrupt_after_s: float = 10.0,
+        message_every_s: float = 15.0,
+        max_file_mb: float = 64.0,
+        not_shown: str = "requeue",
+        requeue_attempts: int = 2,
+        png_compression: int = 0,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"subject.protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
+        if not_shown not in NOT_SHOWN or combine not in COMBINE:
+            raise ValueError(f"subject.not_shown must be in {NOT_SHOWN} and subject.combine in {COMBINE}")
+        if n_channels < 1 or requeue_attempts < 0:
+            raise ValueError("subject.n_channels must be >= 1 and subject.requeue_attempts >= 0")
+        self.exchange = Path(exchange)
+        self.exchange.mkdir(parents=True, exist_ok=True)
+        clean_temporaries(self.exchange)
+        self.protocol, self.n_channels_in_file = protocol, int(n_channels)
+        self.areas = load_area_table(channel_areas) if channel_areas else {}
+        self.channels = select_channels(channels, n_channels=self.n_channels_in_file, areas=self.areas, area=area)
+        self.combine, self.area = combine, area
+        names = [channel_name(c, self.areas) for c in self.channels]
+        self.channel_names = names if combine == "separate" else [f"mean({','.join(names)})"]
+        self.response_window_ms = (float(response_window_ms[0]), float(response_window_ms[1]))
+        self.baseline_window_ms = None if baseline_window_ms is None else (
+            float(baseline_window_ms[0]), float(baseline_window_ms[1]))
+        self.policy = WaitPolicy(poll_s=poll_s, settle_s=settle_s, timeout_s=timeout_s, on_timeout=on_timeout,
+                                 corrupt_after_s=corrupt_after_s, message_every_s=message_every_s,
+                                 max_file_bytes=int(max_file_mb * (1 << 20)))
+        self.not_shown, self.requeue_attempts = not_shown, int(requeue_attempts)
+        if not 0 <= png_compression <= 9:
+            raise ValueError(f"subject.png_compression must be in 0..9, got {png_compression}")
+        self.png_compression = int(png_compression)
+        self._block = 0
+        self._extras: dict[str, Any] = {}
+        self._closers: list[Callable[[], None]] = []
+
+    @classmethod
+    def contract_instance(cls) -> RigSubject:
+        """A rig subject on a temporary folder answered by a noise-free loopback simulator (Gabor cell)."""
+        import shutil
+        import tempfile
+
+        from latentopt.builtins.subjects import GaborV1Subject
+        from latentopt_rig.simulator import SimSettings, loopback
+
+        folder = Path(tempfile.mkdtemp(prefix="latentopt-rig-contract-"))
+        subject = cls(exchange=folder, poll_s=0.01, settle_s=0.02, timeout_s=30.0, corrupt_after_s=1.0)
+        subject._closers += [loopback(folder, GaborV1Subject(device="cpu"), SimSettings(poisson=False)),
+                             lambda: shutil.rmtree(folder, ignore_errors=True)]
+        return subject
+
+    def close(self) -> None:
+        """Stop what :meth:`contract_instance` started (a real rig needs nothing released)."""
+        while self._closers:
+            self._closers.pop(0)()
+
+    # ------------------------------------------------------------------ operator
+    def say(self, message: str) -> None:
+        """An operator message: stderr (always visible) and the ``latentopt_rig`` logger."""
+        print(f"[rig] {message}", file=sys.stderr, flush=True)
+        logger.info(message)
+
+    # ------------------------------------------------------------------ Subject API
+    def start_block(self, block: int) -> None:
+        self._block = int(block)
+
+    def block_extras(self) -> dict[str, Any]:
+        return self._extras
+
+    def respond(self, images: torch.Tensor, *, image_ids: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+        """Show the block on the rig (re-queueing images not shown) and return ``(n, channels)`` float64."""
+        ids = [check_image_id(str(i)) for i in image_ids]
+        if len(set(ids)) != len(ids):
+            raise ValueError("image ids of a block must be unique")
+        frames = list((images.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu()
+                      .numpy())
+        results = np.full((len(ids), len(self.channel_names)), np.nan)
+        pending = list(range(len(ids)))
+        block = self._block
+        extras: dict[str, Any] = {"protocol": self.protocol, "block": block, "expected": len(ids), "files": {}}
+        requeued: list[str] = []
+        unknown: list[str] = []
+        attempts = 1 + (self.requeue_attempts if self.not_shown == "requeue" else 0)
+        t0 = time.monotonic()
+        for attempt in range(attempts):
+            arrival, info = self._show(block, attempt, [ids[i] for i in pending], [frames[i] for i in pending])
+            extras["files"][arrival.path.name] = arrival.data
+            if arrival.trials is not None:
+                try:
+                    accepted, unknown_now = self._match(arrival.trials, info["manifest"])
+                    for k, value in accepted.items():
+                        results[pending[k]] = value
+                    unknown += unknown_now
+                    info["trials"] = self._trial_record(arrival.trials)
+                except ResponseFileError as err:
+                    arrival.error = str(err)
+            if arrival.error is not None:
+                self.say(f"block {info['label']}: {arrival.path.name} is unusable ({arrival.error}); archived")
+            info.update(status="unusable" if arrival.error else "ok", error=arrival.error or "")
+            del info["manifest"]
+            extras[f"attempt_{attempt}"] = info
+            pending = [i for i in pending if not np.isfinite(results[i]).any()]
+            if not pending:
+                break
+            if attempt + 1 < attempts:
+                requeued += [ids[i] for i in pending]
+                self.say(f"block {info['label']}: {len(pending)} image(s) not shown; re-queued in block "
+                         f"{block_label(block, attempt + 1)}")
+        if pending:
+            self.say(f"block {block_label(block)}: {len(pending)} image(s) not shown after {attempt + 1} "
+                     f"attempt(s); scored NaN (not_shown={self.not_shown})")
+        if unknown:
+            shown = ", ".join(repr(u[:60]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            self.say(f"block {block_label(block)}: {len(unknown)} trial(s) with ids not in the manifest, logged "
+                     f"and not used: {shown}")
+        extras.update(attempts=attempt + 1, seconds_waited=time.monotonic() - t0, shown=len(ids) - len(pending),
+                      not_shown=_text_array([ids[i] for i in pending]), requeued=_text_array(requeued),
+                      unknown_ids=_text_array(unknown))
+        self._extras = extras
+        self._block = block + 1
+        return results
+
+    # ------------------------------------------------------------------ steps
+    def _show(self, block: int, attempt: int, ids: list[str], frames: list[np.ndarray]) -> tuple[Arrival, dict]:
+        label = block_label(block, attempt)
+        suffixes = PROTOCOLS[self.protocol]
+        hint = f"block{label}.mat" if self.protocol == "xdream" else f"block{label}.{{h5,npz,csv,mat}}"
+        manifest, resumed = write_block(self.exchange, block=block, attempt=attempt, protocol=self.protocol,
+                                        image_ids=ids, images=frames, response_hint=hint,
+                                        compression=self.png_compression)
+        if resumed:
+            self.say(f"block {label}: already in the exchange folder (resumed session); collecting its response")
+        written_at = time.time()
+        arrival = wait_for_response(response_paths(self.exchange, label, suffixes), self.policy, say=self.say,
+                                    what=f"block {label}")
+        info = {"label": label, "file": arrival.path.name, "resumed": resumed, "images": len(ids),
+                "manifest_written_at": written_at, "response_complete_at": arrival.complete_at,
+                "response_read_at": time.time(),
+                "waited_s": arrival.waited_s, "manifest": manifest}
+        return arrival, info
+
+    def _evoked(self, trials: TrialResponses) -> np.ndarray:
+        """``(trials, channels[, bins])`` -> evoked ``(trials, len(channel_names))``."""
+        values = trials.values
+        if values.shape[1] != self.n_channels_in_file:
+            raise ResponseFileError(f"{values.shape[1]} channels in the file, subject.n_channels is "
+                                    f"{self.n_channels_in_file}")
+        if values.ndim == 3:
+            assert trials.bin_edges_ms is not None
+            rates = values / (np.diff(trials.bin_edges_ms) / 1000.0)  # spike counts per bin -> spikes/s
+            try:
+                values = evoked_response(rates, trials.bin_edges_ms, response_window_ms=self.response_window_ms,
+                                         baseline_window_ms=self.baseline_window_ms)
+            except ValueError as err:
+                raise ResponseFileError(str(err)) from err
+        chosen = values[:, self.channels]
+        if self.combine == "mean":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                chosen = np.nanmean(chosen, axis=1, keepdims=True)
+        return chosen
+
+    def _match(self, trials: TrialResponses, manifest: dict) -> tuple[dict[int, np.ndarray], list[str]]:
+        """Average each shown image's trials; return ``{index in block: (channels,)}`` and unknown ids."""
+        evoked = self._evoked(trials)
+        index: dict[str, int] = {}
+        for entry in manifest["images"]:
+            k = int(entry["index"])
+            file = image_file_name(manifest["label"], k, entry["image_id"])
+            for name in (entry["image_id"], file, file[: -len(".png")]):
+                index[name] = k
+        rows: dict[int, list[np.ndarray]] = {}
+        unknown: list[str] = []
+        for image_id, row in zip(trials.image_ids, evoked, strict=True):
+            found = index.get(image_id)
+            if found is None:
+                unknown.append(image_id)
+            elif np.isfinite(row).any():
+                rows.setdefault(found, []).append(row)
+        accepted = {}
+        for k, trial_rows in rows.items():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                accepted[k] = np.nanmean(np.stack(trial_rows), axis=0)
+        return accepted, unknown
+
+    @staticmethod
+    def _trial_record(trials: TrialResponses) -> dict[str, Any]:
+        record: dict[str, Any] = {"image_ids": _text_array(trials.image_ids), "values": trials.values}
+        if trials.bin_edges_ms is not None:
+            record["bin_edges_ms"] = trials.bin_edges_ms
+        return record
+
+    def provenance(self) -> dict[str, Any]:
+        return {"rig": "exchange folder", "exchange": str(self.exchange.resolve()), "protocol": self.protocol,
+                "n_channels": self.n_channels_in_file, "channels": self.channels, "area": self.area,
+                "areas": {str(k): v for k, v in self.areas.items()}, "combine": self.combine,
+                "response_window_ms": list(self.response_window_ms),
+                "baseline_window_ms": None if self.baseline_window_ms is None else list(self.baseline_window_ms),
+                "wait": self.policy.__dict__, "not_shown": self.not_shown, "requeue_attempts": self.requeue_attempts,
+                "png_compression": self.png_compression}

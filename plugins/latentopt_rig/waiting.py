@@ -1,0 +1,161 @@
+"""Waiting for a response file: polling, half-written files, corrupt files, timeouts.
+
+MATLAB (``save``) and most rig software write files in place, not by rename, so a file that exists
+may be incomplete. A file is read only when its size and modification time have not changed for
+``settle_s`` and it parses; a file that does not parse is retried while it changes, and declared
+corrupt once it has stayed unchanged and unparsable for ``corrupt_after_s`` (it is then archived
+and its block re-queued). Nothing waits silently: an operator message goes out every
+``message_every_s``, and at ``timeout_s`` the session stops in a resumable state
+(:class:`RigTimeout`) or, with ``on_timeout="wait"``, waits on with messages.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from latentopt.subject import SubjectUnavailable
+from latentopt_rig.formats import ResponseFileError, TrialResponses, read_response_bytes
+
+ON_TIMEOUT = ("stop", "wait")
+
+
+class RigTimeout(SubjectUnavailable):
+    """No usable response file before the timeout; the generation in flight is not recorded."""
+
+
+@dataclass(frozen=True)
+class WaitPolicy:
+    """How to wait for a response file (seconds throughout).
+
+    Attributes:
+        poll_s: interval between looks at the folder.
+        settle_s: a file's size and mtime must be unchanged this long before it is read.
+        timeout_s: give up (or warn, with ``on_timeout="wait"``) after this long.
+        on_timeout: ``stop`` (raise :class:`RigTimeout`; resume later) or ``wait``.
+        corrupt_after_s: an unchanged file that still does not parse after this long is corrupt.
+        message_every_s: period of operator messages while waiting.
+        max_file_bytes: larger files are refused (archived only in part) and treated as corrupt.
+    """
+
+    poll_s: float = 0.025
+    settle_s: float = 0.1
+    timeout_s: float = 600.0
+    on_timeout: str = "stop"
+    corrupt_after_s: float = 10.0
+    message_every_s: float = 15.0
+    max_file_bytes: int = 64 << 20
+
+    def __post_init__(self) -> None:
+        if self.on_timeout not in ON_TIMEOUT:
+            raise ValueError(f"subject.on_timeout must be one of {ON_TIMEOUT}, got {self.on_timeout!r}")
+        for name in ("poll_s", "timeout_s", "corrupt_after_s", "message_every_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"subject.{name} must be > 0")
+        if self.settle_s < 0 or self.max_file_bytes < 1:
+            raise ValueError("subject.settle_s must be >= 0 and subject.max_file_mb > 0")
+
+
+@dataclass
+class Arrival:
+    """A response file that arrived: its bytes (for the archive) and its trials, or why it is unusable."""
+
+    path: Path
+    data: bytes
+    trials: TrialResponses | None
+    error: str | None
+    waited_s: float
+    complete_at: float  # time.time() when the file was last seen changing
+
+
+@dataclass
+class _Watch:
+    signature: tuple[int, int] | None = None
+    stable_since: float = 0.0
+    failed_signature: tuple[int, int] | None = None
+    failed_since: float = 0.0
+    error: str = ""
+
+
+def wait_for_response(
+    paths: Sequence[Path],
+    policy: WaitPolicy,
+    *,
+    say: Callable[[str], None],
+    what: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Arrival:
+    """Wait until one of ``paths`` holds a complete, parsable (or definitely corrupt) file.
+
+    Args:
+        paths: the accepted names of the response file, in order of preference.
+        policy: polling, settling, timeout and size limits.
+        say: where operator messages go.
+        what: how messages name the block (``"block 005"``).
+
+    Raises:
+        RigTimeout: nothing usable arrived within ``policy.timeout_s`` and ``on_timeout`` is ``stop``.
+    """
+    start = clock()
+    wall_start = time.time()
+    last_message = start
+    watches = {path: _Watch() for path in paths}
+    warned_timeout = False
+    while True:
+        now = clock()
+        for path, watch in watches.items():
+            arrival = _look(path, watch, policy, now)
+            if arrival is not None:
+                arrival.waited_s = now - start
+                arrival.complete_at = wall_start + (watch.stable_since - start)
+                return arrival
+        waited = now - start
+        if waited >= policy.timeout_s:
+            names = " or ".join(p.name for p in paths)
+            if policy.on_timeout == "stop":
+                pending = [f"{p.name} ({w.error})" for p, w in watches.items() if w.error]
+                detail = f"; unreadable so far: {', '.join(pending)}" if pending else ""
+                raise RigTimeout(f"no response for {what} after {waited:.1f} s (expected {names} in "
+                                 f"{paths[0].parent}){detail}.")
+            if not warned_timeout:
+                say(f"{what}: timeout of {policy.timeout_s:g} s passed; waiting on (on_timeout=wait) for {names}")
+                warned_timeout = True
+        if now - last_message >= policy.message_every_s:
+            names = " or ".join(p.name for p in paths)
+            say(f"{what}: waiting for {names} in {paths[0].parent} ({waited:.0f} s of {policy.timeout_s:g} s)")
+            last_message = now
+        sleep(policy.poll_s)
+
+
+def _look(path: Path, watch: _Watch, policy: WaitPolicy, now: float) -> Arrival | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        watch.signature = None
+        return None
+    signature = (stat.st_size, stat.st_mtime_ns)
+    if signature != watch.signature:
+        watch.signature, watch.stable_since = signature, now
+        return None
+    if now - watch.stable_since < policy.settle_s or stat.st_size == 0:
+        return None
+    if stat.st_size > policy.max_file_bytes:
+        with open(path, "rb") as handle:
+            head = handle.read(min(policy.max_file_bytes, 1 << 20))
+        return Arrival(path, head, None, f"{stat.st_size} bytes exceeds max_file_mb "
+                       f"({policy.max_file_bytes} bytes); first {len(head)} bytes archived", 0.0, 0.0)
+    data = path.read_bytes()[: policy.max_file_bytes]
+    if len(data) != stat.st_size:
+        return None  # changed under us: look again next poll
+    try:
+        return Arrival(path, data, read_response_bytes(path.name, data), None, 0.0, 0.0)
+    except ResponseFileError as err:
+        watch.error = str(err)
+        if watch.failed_signature != signature:
+            watch.failed_signature, watch.failed_since = signature, now
+        elif now - watch.failed_since >= policy.corrupt_after_s:
+            return Arrival(path, data, None, str(err), 0.0, 0.0)
+        return None
