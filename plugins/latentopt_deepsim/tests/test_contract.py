@@ -35,7 +35,3 @@ def test_gradient_reaches_the_code(fc6_file):
     generator.generate(codes)[:, 0].mean().backward()
     assert codes.grad is not None and codes.grad.abs().sum() > 0
 
-
-def test_contract_instance_is_offline_fc6():
-    generator = DeePSimGenerator.contract_instance()
-    assert generator.latent_dim == 4096 and generator.image_size == (256, 256)
