@@ -99,6 +99,7 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
     from latentopt.experiment import Evolution, Thread
     from latentopt.plugins import PluginError, default_registry
     from latentopt.references import load_references
+    from latentopt.weights import WeightsError
 
     registry = default_registry()
     seed = cfg.get("seed", 0)
@@ -136,7 +137,7 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
             opt_name, opt_kwargs = _kwargs(spec["optimizer"], f"{where}optimizer", drop=("population_size",))
             optimizer = registry.build("optimizers", opt_name, initial, seed=thread_seed, **opt_kwargs)
             threads.append(Thread(thread_name, generator, optimizer, objective))
-    except (PluginError, ValueError) as err:
+    except (PluginError, ValueError, WeightsError) as err:  # WeightsError: one line saying which file to get
         for component in built:
             getattr(component, "close", lambda: None)()
         raise ConfigError(str(err)) from err

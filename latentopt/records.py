@@ -161,7 +161,7 @@ def _png_bytes(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="PNG")
+    Image.fromarray(image).save(buffer, format="PNG", compress_level=1)  # speed over size: once per generation
     return buffer.getvalue()
 
 

@@ -244,7 +244,7 @@ class PycmaES(Optimizer):
 
     def _state_dict(self) -> dict[str, Any]:
         best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
-        asked = np.asarray(self._asked, dtype=np.float64) if self._asked else {}
+        asked: np.ndarray | dict[str, Any] = np.asarray(self._asked, dtype=np.float64) if self._asked else {}
         # pycma keeps the arguments of its last tell for debugging only (1.3 MB at d = 4096).
         self.es.__dict__.pop("_tell2_args", None)
         return {"pycma": pickle.dumps(self.es, protocol=4), "best": best, "asked": asked}

@@ -1,0 +1,150 @@
+"""DeePSim weight files: where they come from, where they live, and a strict check on loading.
+
+The files are ``upconvGAN_<variant>.pt`` from the Hugging Face repository
+``binxu/DeePSim_DosovitskiyBrox2016`` (MIT licence): torch-pickled ordered dicts of tensors. They are
+loaded with ``torch.load(..., weights_only=True)`` (nothing else is unpickled) and every key name
+and shape is checked against :mod:`latentopt_deepsim.architecture` before the network sees them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentopt.weights import DownloadError, WeightsError, download, weights_dir
+from latentopt_deepsim.architecture import VARIANTS, Variant, get_variant
+
+REPOSITORY = "binxu/DeePSim_DosovitskiyBrox2016"
+URL_ENV = "LATENTOPT_DEEPSIM_URL"  # override of the URL template, e.g. a lab mirror
+URL_TEMPLATE = f"https://huggingface.co/{REPOSITORY}/resolve/main/upconvGAN_{{variant}}.pt"
+
+
+class WeightsUnavailable(WeightsError):
+    """The weight file is not on this machine and could not be downloaded."""
+
+
+def file_name(variant: str) -> str:
+    """``upconvGAN_<variant>.pt``."""
+    return f"upconvGAN_{get_variant(variant).name}.pt"
+
+
+def url_for(variant: str) -> str:
+    """Download address of a variant's file (``$LATENTOPT_DEEPSIM_URL`` may override the template)."""
+    template = os.environ.get(URL_ENV) or URL_TEMPLATE
+    return template.format(variant=get_variant(variant).name)
+
+
+def cache_path(variant: str) -> Path:
+    """Where the cache keeps a variant's file: ``<weights_dir>/deepsim/upconvGAN_<variant>.pt``."""
+    return weights_dir() / "deepsim" / file_name(variant)
+
+
+def unavailable_message(variant: str, reason: str) -> str:
+    """The one message a user sees when the weights are missing and cannot be fetched."""
+    target = cache_path(variant)
+    return (
+        f"DeePSim {variant} weights are not on this machine and could not be downloaded ({reason}). "
+        f"Get {file_name(variant)} from {url_for(variant)} and either put it at {target}, "
+        f"run `latentopt-weights import {variant} <file>`, or set generator.weights=<file>."
+    )
+
+
+def resolve(variant: str, weights: str | os.PathLike[str] | None = None, *, allow_download: bool = True,
+            progress: bool = True) -> Path:
+    """The weight file to load: ``weights`` when given, else the cache, downloading on first use.
+
+    Raises:
+        WeightsError: ``weights`` names a missing file.
+        WeightsUnavailable: no file in the cache and the download is disabled or failed.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"DeePSim {variant} weights: no file at {path}")
+        return path
+    target = cache_path(variant)
+    if target.is_file():
+        return target
+    if not allow_download:
+        raise WeightsUnavailable(unavailable_message(variant, "downloads are disabled"))
+    try:
+        return download(url_for(variant), target, progress=progress)
+    except DownloadError as err:
+        raise WeightsUnavailable(unavailable_message(variant, str(err))) from None
+
+
+def load_state_dict(path: str | os.PathLike[str], variant: str | Variant) -> dict[str, torch.Tensor]:
+    """Load a weight file and check it matches a variant exactly.
+
+    Keys may carry the ``.1.`` infix of the original conversion (``deconv5.1.weight``); it is
+    dropped, as the converter's own loader does. Every other difference is an error.
+
+    Returns:
+        The state dict of ``DeePSimNetwork.G``: float32 tensors on the CPU.
+
+    Raises:
+        WeightsError: one line naming the file and the first missing, unexpected or misshapen key.
+    """
+    spec = variant if isinstance(variant, Variant) else get_variant(variant)
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors alike
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"{path}: not a loadable torch state dict ({first})") from None
+    if not isinstance(raw, Mapping):
+        raise WeightsError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(raw).__name__}")
+    state = {str(key).replace(".1.", "."): value for key, value in raw.items()}
+    check_state_dict(state, spec, source=str(path))
+    return {key: value.float() for key, value in state.items()}
+
+
+def check_state_dict(state: Mapping[str, Any], spec: Variant, *, source: str) -> None:
+    """Raise a one-line ``WeightsError`` unless ``state`` has exactly the keys and shapes of ``spec``."""
+    expected = spec.state_shapes()
+    hint = _guess_variant(state, spec)
+    for key, shape in expected.items():
+        if key not in state:
+            raise WeightsError(f"{source}: missing key {key!r} for DeePSim {spec.name}{hint}")
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{source}: key {key!r} holds a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != shape:
+            raise WeightsError(
+                f"{source}: key {key!r} has shape {tuple(value.shape)}, DeePSim {spec.name} needs {shape}{hint}"
+            )
+        if not value.is_floating_point():
+            raise WeightsError(f"{source}: key {key!r} has dtype {value.dtype}, expected floating point")
+    for key in state:
+        if key not in expected:
+            raise WeightsError(f"{source}: unexpected key {key!r} for DeePSim {spec.name}{hint}")
+
+
+def _guess_variant(state: Mapping[str, Any], spec: Variant) -> str:
+    """`` (it looks like the fc8 file)`` when the keys and shapes match another variant exactly."""
+    shapes = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    for other in VARIANTS.values():
+        if other.name != spec.name and other.state_shapes() == shapes and other.state_shapes() != spec.state_shapes():
+            return f" (it looks like the {other.name} file)"
+    return ""
+
+
+def import_file(variant: str, source: str | os.PathLike[str]) -> Path:
+    """Check a local file and copy it into the cache (atomically). Returns the cached path."""
+    load_state_dict(source, variant)
+    target = cache_path(variant)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".import")
+    shutil.copyfile(source, part)
+    os.replace(part, target)
+    return target
+
+
+def cached() -> list[tuple[str, Path | None]]:
+    """Every variant and its cached file (None when absent)."""
+    return [(name, cache_path(name) if cache_path(name).is_file() else None) for name in VARIANTS]
