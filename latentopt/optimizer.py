@@ -64,6 +64,8 @@ class Optimizer(ABC):
         self.evaluations = 0
         self.nan_scores = 0
         self._pending: np.ndarray | None = None
+        self._best_code: np.ndarray | None = None
+        self._best_score = float("nan")
 
     # ------------------------------------------------------------------ public API
     def ask(self) -> np.ndarray:
@@ -104,6 +106,9 @@ class Optimizer(ABC):
         self._pending = None
         if nan.all():
             return
+        top = int(np.nanargmax(scores))
+        if self._best_code is None or scores[top] > self._best_score:
+            self._best_code, self._best_score = codes[top].copy(), float(scores[top])
         if nan.any():
             if self.nan_policy == "worst":
                 scores = np.where(nan, scores[~nan].min(), scores)
@@ -121,6 +126,7 @@ class Optimizer(ABC):
             "nan_scores": self.nan_scores,
             "rng": rng_state(self.rng),
             "pending": self._pending,
+            "best": {} if self._best_code is None else {"code": self._best_code, "score": self._best_score},
             "impl": self._state_dict(),
         }
 
@@ -132,6 +138,9 @@ class Optimizer(ABC):
         set_rng_state(self.rng, state["rng"])
         pending = state.get("pending")
         self._pending = None if pending is None else np.asarray(pending, dtype=np.float32)
+        best = state.get("best") or {}
+        self._best_code = np.asarray(best["code"], np.float32).copy() if best else None
+        self._best_score = float(best["score"]) if best else float("nan")
         self._load_state_dict(state["impl"])
 
     def describe(self) -> dict[str, Any]:
@@ -140,8 +149,8 @@ class Optimizer(ABC):
 
     @property
     def best(self) -> tuple[np.ndarray, float] | None:
-        """Best code and score seen so far, when the optimizer tracks it."""
-        return None
+        """Best code told so far and its score (None before the first finite score)."""
+        return None if self._best_code is None else (self._best_code.copy(), self._best_score)
 
     # ------------------------------------------------------------------ to implement
     @abstractmethod

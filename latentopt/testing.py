@@ -178,6 +178,8 @@ def check_optimizer(
         s = neuron(codes)
         best = max(best, float(s.max()))
         opt.tell(codes, s)
+    assert opt.best is not None and np.isclose(opt.best[1], best), "best must be the highest score told"
+    assert np.isclose(neuron(opt.best[0][None])[0], best, atol=1e-4), "best code does not give the best score"
     gain = (best - start) / (0.0 - start)
     assert gain >= min_gain, f"closed only {gain:.2f} of the gap to the optimum (needed {min_gain})"
 

@@ -75,7 +75,6 @@ class GeneticAlgorithm(Optimizer):
         self.parental_skew = float(parental_skew)
         self.temperature_factor = float(temperature_factor)
         self.score_clip_percentile = score_clip_percentile
-        self._best: tuple[np.ndarray, float] | None = None
 
     def _ask(self) -> np.ndarray:
         return self.population
@@ -95,9 +94,6 @@ class GeneticAlgorithm(Optimizer):
         finite = np.isfinite(scores)
         carried = codes[~finite]  # only under nan_policy "carry"
         codes, scores = codes[finite], scores[finite]
-        best = int(np.argmax(scores))
-        if self._best is None or scores[best] > self._best[1]:
-            self._best = (codes[best].copy(), float(scores[best]))
         size = self.population.shape[0]
         order = np.argsort(-scores, kind="stable")
         elites = codes[order[: min(self.n_elite, len(order))]]
@@ -111,17 +107,10 @@ class GeneticAlgorithm(Optimizer):
         self.population = np.concatenate([elites, carried, children]).astype(np.float32)
 
     def _state_dict(self) -> dict[str, Any]:
-        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
-        return {"population": self.population, "best": best}
+        return {"population": self.population}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         self.population = np.asarray(state["population"], dtype=np.float32)
-        best = state.get("best") or {}
-        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
-
-    @property
-    def best(self) -> tuple[np.ndarray, float] | None:
-        return self._best
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "population_size": int(self.population.shape[0]),
@@ -215,7 +204,6 @@ class PycmaES(Optimizer):
         self.sigma0, self.diagonal, self.options = float(sigma0), bool(diagonal), dict(options or {})
         self.es = cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
         self._asked: list[np.ndarray] = []
-        self._best: tuple[np.ndarray, float] | None = None
 
     @classmethod
     def contract_kwargs(cls) -> dict[str, Any]:
@@ -226,9 +214,6 @@ class PycmaES(Optimizer):
         return np.asarray(self._asked, dtype=np.float32)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
-        best = int(np.argmax(scores))
-        if self._best is None or scores[best] > self._best[1]:
-            self._best = (codes[best].copy(), float(scores[best]))
         # Tell pycma the float64 arrays it sent: it recognises them (and forgets them) only by
         # their exact bytes; float32 copies would look like injected solutions and pile up.
         sent = {np.asarray(x, dtype=np.float32).tobytes(): x for x in self._asked}
@@ -243,22 +228,15 @@ class PycmaES(Optimizer):
             raise OptimizerError(f"pycma rejected the update: {err!r}") from err
 
     def _state_dict(self) -> dict[str, Any]:
-        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
         asked: np.ndarray | dict[str, Any] = np.asarray(self._asked, dtype=np.float64) if self._asked else {}
         # pycma keeps the arguments of its last tell for debugging only (1.3 MB at d = 4096).
         self.es.__dict__.pop("_tell2_args", None)
-        return {"pycma": pickle.dumps(self.es, protocol=4), "best": best, "asked": asked}
+        return {"pycma": pickle.dumps(self.es, protocol=4), "asked": asked}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         self.es = _StateUnpickler(io.BytesIO(state["pycma"])).load()
         asked = state.get("asked")
         self._asked = list(asked) if isinstance(asked, np.ndarray) else []
-        best = state.get("best") or {}
-        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
-
-    @property
-    def best(self) -> tuple[np.ndarray, float] | None:
-        return self._best
 
     @property
     def sigma(self) -> float:
@@ -290,7 +268,6 @@ class RandomSearch(Optimizer):
         self.centre = codes.mean(0)
         self.sigma = float(sigma) if sigma is not None else float(codes.std()) or 1.0
         self._first: np.ndarray | None = codes.copy()
-        self._best: tuple[np.ndarray, float] | None = None
 
     def _ask(self) -> np.ndarray:
         if self._first is not None:
@@ -299,24 +276,14 @@ class RandomSearch(Optimizer):
         return (self.centre + self.sigma * noise).astype(np.float32)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
-        self._first = None
-        best = int(np.argmax(scores))
-        if self._best is None or scores[best] > self._best[1]:
-            self._best = (codes[best].copy(), float(scores[best]))
+        self._first = None  # the best code is tracked by the base class
 
     def _state_dict(self) -> dict[str, Any]:
-        best = {} if self._best is None else {"code": self._best[0], "score": self._best[1]}
-        return {"first": self._first if self._first is not None else {}, "best": best}
+        return {"first": self._first if self._first is not None else {}}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         first = state.get("first")
         self._first = np.asarray(first, np.float32) if isinstance(first, np.ndarray) else None
-        best = state.get("best") or {}
-        self._best = (np.asarray(best["code"], np.float32), float(best["score"])) if best else None
-
-    @property
-    def best(self) -> tuple[np.ndarray, float] | None:
-        return self._best
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "population_size": self.popsize, "sigma": self.sigma}

@@ -3,7 +3,7 @@
 Weights come from a folder holding ``config.json`` and ``pytorch_model.bin`` (the layout
 ``pytorch-pretrained-biggan`` reads), or from that library's own cache
 (``$PYTORCH_PRETRAINED_BIGGAN_CACHE``, default ``~/.pytorch_pretrained_biggan``), downloading into it
-on first use through the library's own code. The library loads with ``strict=False``; here the file
+on first use through the library's own code. The library loads leniently (missing keys pass); here the file
 is read with ``torch.load(..., weights_only=True)`` and every key and shape is checked first.
 """
 

@@ -85,35 +85,17 @@ class FamilyOptimizer(Optimizer):
         self.population = int(population if population is not None else np.shape(initial_codes)[0])
         if self.population < 2:
             raise ValueError(f"{type(self).__name__}: population must be >= 2, got {self.population}")
-        self._best_code = np.zeros(0, dtype=np.float32)
-        self._best_score = float("nan")
-
-    @property
-    def best(self) -> tuple[np.ndarray, float] | None:
-        if self._best_code.size == 0:
-            return None
-        return self._best_code.copy(), self._best_score
 
     def _ask(self) -> np.ndarray:
         return self._propose(self.population)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
-        top = int(np.argmax(scores))
-        if self._best_code.size == 0 or scores[top] > self._best_score:
-            self._best_code = codes[top].astype(np.float32, copy=True)
-            self._best_score = float(scores[top])
         self._update(codes.astype(np.float64), scores)
 
     def _state_dict(self) -> dict[str, Any]:
-        return {
-            "best_code": self._best_code.copy(),
-            "best_score": self._best_score,
-            "family": self._family_state(),
-        }
+        return {"family": self._family_state()}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
-        self._best_code = np.asarray(state["best_code"], dtype=np.float32).copy()
-        self._best_score = float(state["best_score"])
         self._load_family_state(state["family"])
 
     def describe(self) -> dict[str, Any]:

@@ -92,7 +92,6 @@ class NevergradOptimizer(Optimizer):
         self._swallowed: list[BaseException] = []
         self._ng: Any = None
         self._candidates: list[Any] | None = None
-        self._best_code, self._best_score = np.zeros(0, dtype=np.float32), float("nan")
         self._build()
 
     # ------------------------------------------------------------------ nevergrad plumbing
@@ -193,12 +192,6 @@ class NevergradOptimizer(Optimizer):
             ) from hidden
 
     # ------------------------------------------------------------------ Optimizer
-    @property
-    def best(self) -> tuple[np.ndarray, float] | None:
-        if self._best_code.size == 0:
-            return None
-        return self._best_code.copy(), self._best_score
-
     def _ask(self) -> np.ndarray:
         self._candidates, codes = self._ng_ask()
         self._history_scores.append(np.full(self.population, np.nan))
@@ -220,9 +213,6 @@ class NevergradOptimizer(Optimizer):
             full[matches.pop(0)] = score
         self._ng_tell(full, np.flatnonzero(~np.isnan(full)))
         self._history_scores[-1] = full
-        top = int(np.argmax(scores))
-        if self._best_code.size == 0 or scores[top] > self._best_score:
-            self._best_code, self._best_score = np.array(codes[top], dtype=np.float32), float(scores[top])
         self._candidates = None
 
     def _state_dict(self) -> dict[str, Any]:
@@ -232,8 +222,6 @@ class NevergradOptimizer(Optimizer):
             "seed": self.seed,
             "scores": np.array(self._history_scores).reshape(-1, self.population),
             "digests": np.array(self._history_digests, dtype="<U64"),
-            "best_code": self._best_code.copy(),
-            "best_score": self._best_score,
         }
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
@@ -243,8 +231,6 @@ class NevergradOptimizer(Optimizer):
         digests = [str(d) for d in np.asarray(state["digests"]).reshape(-1)]
         self.seed = int(state["seed"])  # replay with the saved run's seed, whatever this one was built with
         self._build()
-        self._best_code = np.array(state["best_code"], dtype=np.float32)
-        self._best_score = float(state["best_score"])
         self._history_scores, self._history_digests = [], []
         for generation, (told, digest) in enumerate(zip(scores, digests, strict=True)):
             self._candidates, codes = self._ng_ask()
