@@ -36,6 +36,24 @@ class DownloadError(WeightsError):
     """A download failed or produced a file of the wrong size or hash."""
 
 
+def read_state_dict(path: str | os.PathLike[str]) -> Any:
+    """Load a torch weight file without unpickling code (``weights_only=True``).
+
+    Raises:
+        WeightsError: one line naming the file when it is not a loadable state dict (a mapping).
+    """
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises pickle, zip and runtime errors alike
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeightsError(f"{path}: not a loadable torch state dict ({first})") from None
+    if not hasattr(state, "keys"):
+        raise WeightsError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}")
+    return state
+
+
 def weights_dir() -> Path:
     """The weight cache: ``$LATENTOPT_WEIGHTS_DIR``, else ``~/.cache/latentopt/weights``."""
     return Path(os.environ.get(WEIGHTS_DIR_ENV) or DEFAULT_WEIGHTS_DIR).expanduser()

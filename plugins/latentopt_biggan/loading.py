@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from latentopt.weights import WeightsError
+from latentopt.weights import WeightsError, read_state_dict
 
 RESOLUTIONS = {"biggan-deep-128": 128, "biggan-deep-256": 256, "biggan-deep-512": 512}
 CACHE_ENV = "PYTORCH_PRETRAINED_BIGGAN_CACHE"
@@ -125,11 +125,7 @@ def load_model(config_path: Path, state_path: Path, model: str) -> Any:
 
     config = load_config(config_path, model)
     network = BigGAN(config)
-    try:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"{state_path}: not a loadable torch state dict ({first})") from None
+    state = read_state_dict(state_path)
     check_state_dict(state, network.state_dict(), source=str(state_path))
     network.load_state_dict(state, strict=True)
     return network

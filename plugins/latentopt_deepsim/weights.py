@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from latentopt.weights import DownloadError, WeightsError, download, weights_dir
+from latentopt.weights import DownloadError, WeightsError, download, read_state_dict, weights_dir
 from latentopt_deepsim.architecture import VARIANTS, Variant, get_variant
 
 REPOSITORY = "binxu/DeePSim_DosovitskiyBrox2016"
@@ -92,13 +92,7 @@ def load_state_dict(path: str | os.PathLike[str], variant: str | Variant) -> dic
     """
     spec = variant if isinstance(variant, Variant) else get_variant(variant)
     path = Path(path)
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip and runtime errors alike
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeightsError(f"{path}: not a loadable torch state dict ({first})") from None
-    if not isinstance(raw, Mapping):
-        raise WeightsError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(raw).__name__}")
+    raw = read_state_dict(path)
     state = {str(key).replace(".1.", "."): value for key, value in raw.items()}
     check_state_dict(state, spec, source=str(path))
     return {key: value.float() for key, value in state.items()}
