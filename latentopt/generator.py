@@ -22,6 +22,7 @@ class Generator(ABC):
     Attributes:
         latent_dim: dimension ``d`` of a code.
         image_size: ``(H, W)`` of the images it returns.
+        init_scale: standard deviation of the default initial codes.
         differentiable: True when :meth:`generate` keeps the autograd graph of torch inputs.
         batch_size: largest batch sent to :meth:`_generate` at once (memory and speed on CPU).
         device: torch device the network runs on.
@@ -29,13 +30,14 @@ class Generator(ABC):
 
     latent_dim: int
     image_size: tuple[int, int]
+    init_scale: float = 1.0
     differentiable: bool = False
     batch_size: int = 40
     device: torch.device = torch.device("cpu")
 
     def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        """Draw ``n`` starting codes, ``(n, d)`` float32. Default: standard normal."""
-        return rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+        """Draw ``n`` starting codes, ``(n, d)`` float32. Default: N(0, init_scale^2)."""
+        return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
 
     @abstractmethod
     def _generate(self, codes: torch.Tensor) -> torch.Tensor:

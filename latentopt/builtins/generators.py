@@ -78,9 +78,6 @@ class FourierGenerator(Generator):
     def contract_instance(cls) -> FourierGenerator:
         return cls(image_size=64, max_frequency=6, device="cpu")
 
-    def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
-
     def _generate(self, codes: torch.Tensor) -> torch.Tensor:
         m = codes.shape[0]
         k_rows, k_cols = self._rows.numel(), self._cols.numel()
@@ -131,9 +128,6 @@ class PixelGenerator(Generator):
     @classmethod
     def contract_instance(cls) -> PixelGenerator:
         return cls(image_size=64, resolution=8, device="cpu")
-
-    def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
 
     def _generate(self, codes: torch.Tensor) -> torch.Tensor:
         grid = codes.view(-1, 3, self.resolution, self.resolution)

@@ -7,7 +7,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from latentopt.generator import Generator
@@ -77,10 +76,6 @@ class DeePSimGenerator(Generator):
         path.unlink()  # loaded; the file is not needed any more
         folder.rmdir()
         return generator
-
-    def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
-        """``(n, d)`` float32 drawn from N(0, init_scale^2)."""
-        return (self.init_scale * rng.standard_normal((n, self.latent_dim))).astype(np.float32)
 
     def _generate(self, codes: torch.Tensor) -> torch.Tensor:
         if self.network is None:
