@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentopt.objective import evoked_response
+from latentopt.objective import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_response
 from latentopt.subject import Subject
 from latentopt_rig.exchange import read_manifest
 from latentopt_rig.formats import FORMAT_SUFFIX, RESPONSE_SUFFIXES, TrialResponses, encode_responses
@@ -83,8 +83,8 @@ class SimSettings:
     missing_fraction: float = 0.25
     slow_pieces: int = 4
     slow_pause_s: float = 0.3
-    response_window_ms: tuple[float, float] = (50.0, 200.0)
-    baseline_window_ms: tuple[float, float] = (0.0, 45.0)
+    response_window_ms: tuple[float, float] = RESPONSE_WINDOW_MS
+    baseline_window_ms: tuple[float, float] = BASELINE_WINDOW_MS
 
     def __post_init__(self) -> None:
         if self.protocol not in ("xdream", "native"):

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentopt.objective import evoked_response
+from latentopt.objective import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_response
 from latentopt.subject import Subject
 from latentopt_rig.channels import COMBINE, channel_name, load_area_table, select_channels
 from latentopt_rig.exchange import (
@@ -89,8 +89,8 @@ class RigSubject(Subject):
         area: str | None = None,
         channel_areas: str | None = None,
         combine: str = "separate",
-        response_window_ms: Sequence[float] = (50.0, 200.0),
-        baseline_window_ms: Sequence[float] | None = (0.0, 45.0),
+        response_window_ms: Sequence[float] = RESPONSE_WINDOW_MS,
+        baseline_window_ms: Sequence[float] | None = BASELINE_WINDOW_MS,
         poll_s: float = 0.025,
         settle_s: float = 0.1,
         timeout_s: float = 600.0,
