@@ -28,6 +28,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 LEAKY_SLOPE = 0.3  # Dosovitskiy & Brox 2016: LeakyReLU with negative slope 0.3
@@ -216,16 +217,120 @@ class DeePSimNetwork(nn.Module):
         self.G = nn.Sequential(modules)
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
-        x = codes.reshape(codes.shape[0], *self.variant.latent_shape)
-        if x.ndim == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        for name, module in self.G.named_children():
-            x = module(x)
-            if name == f"relu_{self.variant.reshape_after}":
-                x = x.reshape(x.shape[0], 256, 4, 4).contiguous(memory_format=torch.channels_last)
+        """Raw output: BGR, mean-subtracted, roughly 0-255."""
+        x = self._trunk(codes, stop=None)
         if self.variant.tanh_output:
             x = torch.tanh(x) * 255.0
         return x
+
+    def images(self, codes: torch.Tensor) -> torch.Tensor:
+        """RGB images in [0, 1]: the same as ``raw_to_rgb(self(codes))``, faster where it can be.
+
+        When the last layer is a linear 4x4, stride-2, padding-1 transposed convolution (fc6, fc7,
+        fc8, pool5), it runs as one 2x2 convolution giving each output channel's four pixel phases,
+        with the BGR->RGB flip, the mean and the /255 folded into its weights and bias; the phases
+        are then interleaved into the image. Same arithmetic as the transposed convolution (equal
+        to float32 rounding), 0.9 ms less per image here than that layer plus :func:`raw_to_rgb`.
+        """
+        last = self.variant.layers[-1]
+        if self.variant.tanh_output or not _phase_foldable(last):
+            return raw_to_rgb(self(codes))
+        x = self._trunk(codes, stop=last.name)
+        deconv = getattr(self.G, last.name)
+        return _phase_conv_rgb(x, deconv.weight, deconv.bias)
+
+    def _trunk(self, codes: torch.Tensor, stop: str | None) -> torch.Tensor:
+        """The layers in order, up to (not including) the one called ``stop``."""
+        x = codes.reshape(codes.shape[0], *self.variant.latent_shape)
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fuse = _fusable(x)
+        for layer in self.variant.layers:
+            if layer.name == stop:
+                break
+            module = getattr(self.G, layer.name)
+            if fuse and layer.activation:
+                x = _fused_leaky(layer, module, x)
+            else:
+                x = module(x)
+                if layer.activation:
+                    x = F.leaky_relu_(x, LEAKY_SLOPE)
+            if layer.name == self.variant.reshape_after:
+                x = x.reshape(x.shape[0], 256, 4, 4).contiguous(memory_format=torch.channels_last)
+        return x
+
+
+# oneDNN's fused "layer + LeakyReLU" operators (the ones torch.compile's CPU backend emits): one
+# pass over each output instead of two, 0.3 ms less per fc6 image here. Used for float32 CPU
+# inference only; training, CUDA and builds without them take the modules, which give the same
+# numbers (tested).
+_MKLDNN = getattr(torch.ops, "mkldnn", None)
+_FUSED_OPS = (
+    torch.backends.mkldnn.is_available()
+    and _MKLDNN is not None
+    and all(
+        hasattr(_MKLDNN, op)
+        for op in ("_linear_pointwise", "_convolution_pointwise", "_convolution_transpose_pointwise")
+    )
+)
+
+
+def _fusable(x: torch.Tensor) -> bool:
+    return _FUSED_OPS and x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+
+
+def _fused_leaky(layer: Layer, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    assert _MKLDNN is not None
+    scalars = [LEAKY_SLOPE]
+    if layer.kind == "linear":
+        return _MKLDNN._linear_pointwise(x, module.weight, module.bias, "leaky_relu", scalars, "")
+    padding, stride, dilation = [layer.padding] * 2, [layer.stride] * 2, [1, 1]
+    if layer.kind == "conv":
+        return _MKLDNN._convolution_pointwise(
+            x, module.weight, module.bias, padding, stride, dilation, 1, "leaky_relu", scalars, ""
+        )
+    return _MKLDNN._convolution_transpose_pointwise(
+        x, module.weight, module.bias, padding, [0, 0], stride, dilation, 1, "leaky_relu", scalars, ""
+    )
+
+
+def _phase_foldable(layer: Layer) -> bool:
+    return (
+        layer.kind == "deconv"
+        and (layer.kernel, layer.stride, layer.padding) == (4, 2, 1)
+        and layer.c_out == 3
+        and not layer.activation
+    )
+
+
+# Kernel tap of a 4x4, stride-2, padding-1 transposed convolution used by output phase a (row
+# 2p + a) for input row p - 1 + a + t: k = 3 - a - 2t.
+_PHASE_TAPS = torch.tensor([[3, 1], [2, 0]])
+
+
+def _phase_conv_rgb(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """ConvTranspose2d(c, 3, 4, stride 2, padding 1) on ``x``, then :func:`raw_to_rgb`, as one 2x2
+    convolution. Output pixel (2p + a, 2r + b) of channel c reads input rows p - 1 + a .. p + a
+    and columns r - 1 + b .. r + b, which is position (p + a, r + b) of a 2x2 convolution over
+    the input padded by one; that convolution has 12 outputs, (c, a, b)."""
+    n, c_in, h, w = x.shape
+    taps = _PHASE_TAPS.to(weight.device)
+    # weight (c_in, 3, 4, 4) -> (c_in, 3, a, t, b, u) -> (3, a, b, c_in, t, u)
+    phases = weight[:, :, taps][..., taps].permute(1, 2, 4, 0, 3, 5)
+    rgb_mean = torch.tensor(BGR_MEAN[::-1], dtype=weight.dtype, device=weight.device)
+    kernel = (phases.flip(0) / 255.0).reshape(12, c_in, 2, 2).contiguous(memory_format=torch.channels_last)
+    shift = ((bias.flip(0) + rgb_mean) / 255.0).repeat_interleave(4)
+    y = F.conv2d(x, kernel, shift, padding=1)  # (n, 12, h + 1, w + 1)
+    y = y.permute(0, 2, 3, 1).reshape(n, h + 1, w + 1, 3, 2, 2)  # (n, q, s, c, a, b); a view if channels_last
+    if torch.is_grad_enabled() and y.requires_grad:
+        rows = [torch.stack([y[:, a : a + h, b : b + w, :, a, b] for b in range(2)], -1) for a in range(2)]
+        out = torch.stack(rows, 2).permute(0, 4, 1, 2, 3, 5).reshape(n, 3, 2 * h, 2 * w)
+        return out.clamp(0.0, 1.0)
+    out = torch.empty((n, 3, h, 2, w, 2), dtype=y.dtype, device=y.device)
+    for a in range(2):
+        for b in range(2):
+            out[:, :, :, a, :, b] = y[:, a : a + h, b : b + w, :, a, b].permute(0, 3, 1, 2)
+    return out.view(n, 3, 2 * h, 2 * w).clamp_(0.0, 1.0)
 
 
 # Caffe's BGR channel means of ImageNet, added back to the network's mean-subtracted output.

@@ -13,7 +13,7 @@ from latentopt.generator import Generator
 from latentopt.runtime import resolve_device
 from latentopt.weights import file_record
 from latentopt_deepsim import weights as deepsim_weights
-from latentopt_deepsim.architecture import DeePSimNetwork, get_variant, raw_to_rgb
+from latentopt_deepsim.architecture import DeePSimNetwork, get_variant
 
 
 class DeePSimGenerator(Generator):
@@ -80,7 +80,7 @@ class DeePSimGenerator(Generator):
     def _generate(self, codes: torch.Tensor) -> torch.Tensor:
         if self.network is None:
             raise RuntimeError("DeePSimGenerator: generate() after close()")
-        return raw_to_rgb(self.network(codes))
+        return self.network.images(codes)
 
     def provenance(self) -> dict[str, Any]:
         return {
