@@ -19,7 +19,7 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,47 @@ def read_state_dict(path: str | os.PathLike[str]) -> Any:
     if not hasattr(state, "keys"):
         raise WeightsError(f"{path}: expected a state dict (a mapping of names to tensors), got {type(state).__name__}")
     return state
+
+
+def check_state_dict(
+    state: Mapping[str, Any],
+    expected: Mapping[str, Sequence[int]],
+    *,
+    source: str,
+    model: str,
+    hint: str = "",
+    floating: bool = True,
+) -> None:
+    """Raise a one-line ``WeightsError`` unless ``state`` has exactly the keys and shapes of ``expected``.
+
+    Args:
+        state: a loaded state dict.
+        expected: key -> shape the network needs.
+        source: the file, named first in the message.
+        model: what the file is for ("DeePSim fc6", "the config"), named in the message.
+        hint: appended to key and shape errors (e.g. " (it looks like the fc8 file)").
+        floating: also require floating-point tensors.
+
+    The message names the first missing, unexpected or misshapen key, so a wrong file fails before
+    ``load_state_dict(strict=True)`` with something a user can act on.
+    """
+    import torch
+
+    for key, shape in expected.items():
+        if key not in state:
+            raise WeightsError(f"{source}: missing key {key!r} for {model}{hint}")
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{source}: key {key!r} holds a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != tuple(shape):
+            raise WeightsError(
+                f"{source}: key {key!r} has shape {tuple(value.shape)}, {model} needs {tuple(shape)}{hint}"
+            )
+        if floating and not value.is_floating_point():
+            raise WeightsError(f"{source}: key {key!r} has dtype {value.dtype}, expected floating point")
+    for key in state:
+        if key not in expected:
+            raise WeightsError(f"{source}: unexpected key {key!r} for {model}{hint}")
 
 
 def weights_dir() -> Path:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from latentopt.weights import WeightsError, read_state_dict
+from latentopt.weights import check_state_dict as check_shapes
 
 RESOLUTIONS = {"biggan-deep-128": 128, "biggan-deep-256": 256, "biggan-deep-512": 512}
 CACHE_ENV = "PYTORCH_PRETRAINED_BIGGAN_CACHE"
@@ -135,15 +136,6 @@ def check_state_dict(state: Any, expected: Mapping[str, torch.Tensor], *, source
     """One-line ``WeightsError`` naming the first missing, unexpected or misshapen key."""
     if not isinstance(state, Mapping):
         raise WeightsError(f"{source}: expected a state dict, got {type(state).__name__}")
-    for key, reference in expected.items():
-        if key not in state:
-            raise WeightsError(f"{source}: missing key {key!r} (is config.json the one of these weights?)")
-        value = state[key]
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{source}: key {key!r} holds a {type(value).__name__}, not a tensor")
-        if value.shape != reference.shape:
-            raise WeightsError(f"{source}: key {key!r} has shape {tuple(value.shape)}, the config needs "
-                               f"{tuple(reference.shape)}")
-    for key in state:
-        if key not in expected:
-            raise WeightsError(f"{source}: unexpected key {key!r} for this config")
+    shapes = {key: tuple(value.shape) for key, value in expected.items()}
+    check_shapes(state, shapes, source=source, model="the config", hint=" (is config.json the one of these weights?)",
+                 floating=False)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from latentopt.weights import DownloadError, WeightsError, download, read_state_dict, weights_dir
+from latentopt.weights import check_state_dict as check_shapes
 from latentopt_deepsim.architecture import VARIANTS, Variant, get_variant
 
 REPOSITORY = "binxu/DeePSim_DosovitskiyBrox2016"
@@ -100,23 +101,9 @@ def load_state_dict(path: str | os.PathLike[str], variant: str | Variant) -> dic
 
 def check_state_dict(state: Mapping[str, Any], spec: Variant, *, source: str) -> None:
     """Raise a one-line ``WeightsError`` unless ``state`` has exactly the keys and shapes of ``spec``."""
-    expected = spec.state_shapes()
-    hint = _guess_variant(state, spec)
-    for key, shape in expected.items():
-        if key not in state:
-            raise WeightsError(f"{source}: missing key {key!r} for DeePSim {spec.name}{hint}")
-        value = state[key]
-        if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{source}: key {key!r} holds a {type(value).__name__}, not a tensor")
-        if tuple(value.shape) != shape:
-            raise WeightsError(
-                f"{source}: key {key!r} has shape {tuple(value.shape)}, DeePSim {spec.name} needs {shape}{hint}"
-            )
-        if not value.is_floating_point():
-            raise WeightsError(f"{source}: key {key!r} has dtype {value.dtype}, expected floating point")
-    for key in state:
-        if key not in expected:
-            raise WeightsError(f"{source}: unexpected key {key!r} for DeePSim {spec.name}{hint}")
+    check_shapes(
+        state, spec.state_shapes(), source=source, model=f"DeePSim {spec.name}", hint=_guess_variant(state, spec)
+    )
 
 
 def _guess_variant(state: Mapping[str, Any], spec: Variant) -> str:
