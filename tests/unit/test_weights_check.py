@@ -25,7 +25,10 @@ def test_a_matching_state_dict_passes():
     [
         (_state(**{"layer.bias": None}), "w.pt: missing key 'layer.bias' for Net (hint)"),
         (_state(extra=torch.zeros(1)), "w.pt: unexpected key 'extra' for Net (hint)"),
-        (_state(**{"layer.weight": torch.zeros(3, 4)}), "w.pt: key 'layer.weight' has shape (3, 4), Net needs (4, 3) (hint)"),
+        (
+            _state(**{"layer.weight": torch.zeros(3, 4)}),
+            "w.pt: key 'layer.weight' has shape (3, 4), Net needs (4, 3) (hint)",
+        ),
         (_state(**{"layer.bias": [0.0] * 4}), "w.pt: key 'layer.bias' holds a list, not a tensor"),
         (_state(**{"layer.bias": torch.zeros(4, dtype=torch.int64)}), "w.pt: key 'layer.bias' has dtype torch.int64"),
     ],
