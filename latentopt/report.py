@@ -54,11 +54,14 @@ def write_report(run_dir: Path | str) -> dict[str, Any]:
         ax = fig.add_subplot(1, 1, 1)
         for name, thread in record.threads.items():
             gens = np.arange(record.generations)
-            mean = np.nanmean(thread.scores, axis=1)
-            ax.plot(gens, mean, label=f"{name}: mean")
-            ax.plot(gens, np.nanmax(thread.scores, axis=1), "--", label=f"{name}: best")
-            if thread.reference_scores.size and np.isfinite(thread.reference_scores).any():
-                ax.plot(gens, np.nanmean(thread.reference_scores, axis=1), ":", label=f"{name}: natural refs")
+            scored = np.isfinite(thread.scores).any(axis=1)  # generations with at least one score
+            ax.plot(gens[scored], np.nanmean(thread.scores[scored], axis=1), label=f"{name}: mean")
+            ax.plot(gens[scored], np.nanmax(thread.scores[scored], axis=1), "--", label=f"{name}: best")
+            if thread.reference_scores.size:
+                shown = np.isfinite(thread.reference_scores).any(axis=1)  # references every few generations
+                if shown.any():
+                    refs = np.nanmean(thread.reference_scores[shown], axis=1)
+                    ax.plot(gens[shown], refs, ":o", markersize=3, label=f"{name}: natural refs")
         ax.set_xlabel("generation")
         ax.set_ylabel("score")
         ax.legend(fontsize=8)

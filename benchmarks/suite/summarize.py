@@ -228,7 +228,8 @@ def summarize(folder: Path, *, gradient_steps: int = 300) -> list[dict[str, Any]
     """Write ``runs.csv``, ``summary.md`` and ``trajectories.png`` into ``folder``."""
     from latentopt.records import library_versions
 
-    run_dirs = sorted(p.parent for p in (folder / "runs").rglob("config.yaml"))
+    # every run folder has latentopt's config.yaml; Hydra's own copy in <run>/.hydra/ is not a run
+    run_dirs = sorted(p.parent for p in (folder / "runs").rglob("config.yaml") if p.parent.name != ".hydra")
     labs: dict[str, UnitLab] = {}
     rows = [run_row(d, labs, gradient_steps) for d in run_dirs if (d / "summary.json").exists()]
     missing = len(run_dirs) - len(rows)

@@ -10,6 +10,13 @@ The step-size path rate defaults to ``c_σ = sqrt(μ_eff)/(sqrt(μ_eff)+sqrt(d))
 CMA-ES code (Hansen & Ostermeier 2001), not the 2016 tutorial's ``(μ_eff+2)/(d+μ_eff+5)``: at
 d = 4096 the latter lets σ shrink by at most 21 % in 75 generations, while the GECCO study found the
 gain over GAs comes from step-size decay. ``cs_rule="tutorial"`` selects the other rule.
+
+``step_schedule="exp"`` replaces cumulative step-size adaptation by a fixed geometric decay,
+``σ_t = σ₀ r^(t/(T−1))`` with ``r = sigma_end_ratio`` over ``T = schedule_generations``: the decay
+SphereCMA applies to its angular step (50° → 7.33°, r = 0.147, over 75 generations). In fc6 the
+step size decays in effect because evolved codes grow from norm 64 to ~300 at a constant σ; where
+a generator's images do not ignore the code norm, or scores are noisy (selection then looks random
+to the evolution path, so CSA keeps σ high), the schedule makes that decay explicit.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from latentopt_cmafamily._base import (
 )
 
 CS_RULES = ("ponce", "tutorial")
+STEP_SCHEDULES = ("csa", "exp")
 
 
 class SepCMA(FamilyOptimizer):
@@ -43,6 +51,11 @@ class SepCMA(FamilyOptimizer):
         sigma: initial step size (3, Wang & Ponce 2022, for codes near N(0, 1)).
         init_mean: ``"zero"`` or ``"codes"`` (mean of ``initial_codes``).
         cs_rule: ``"ponce"`` (default) or ``"tutorial"``, see the module docstring.
+        step_schedule: ``"csa"`` (default: cumulative step-size adaptation) or ``"exp"`` (a fixed
+            geometric decay, see the module docstring).
+        sigma_end_ratio: σ at the last scheduled generation / σ₀ (``"exp"`` only).
+        schedule_generations: generations over which σ decays (``"exp"`` only); σ stays at its
+            end value after them.
     """
 
     def __init__(
@@ -56,12 +69,21 @@ class SepCMA(FamilyOptimizer):
         sigma: float = 3.0,
         init_mean: str = "zero",
         cs_rule: str = "ponce",
+        step_schedule: str = "csa",
+        sigma_end_ratio: float = 7.33 / 50.0,
+        schedule_generations: int = 75,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
         if sigma <= 0:
             raise ValueError(f"SepCMA: sigma must be > 0, got {sigma}")
         if cs_rule not in CS_RULES:
             raise ValueError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
+        if step_schedule not in STEP_SCHEDULES:
+            raise ValueError(f"SepCMA: step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
+        if not 0 < sigma_end_ratio or schedule_generations < 1:
+            raise ValueError("SepCMA: sigma_end_ratio must be > 0 and schedule_generations >= 1")
+        self.step_schedule = step_schedule
+        self.sigma_end_ratio, self.schedule_generations = float(sigma_end_ratio), int(schedule_generations)
         n = float(self.dim)
         self.mu = int(mu or self.population // 2)
         self.init_mean, self.cs_rule, self.sigma0 = init_mean, cs_rule, float(sigma)
@@ -102,7 +124,11 @@ class SepCMA(FamilyOptimizer):
         self.pc = (1 - self.cc) * self.pc + h_sigma * math.sqrt(self.cc * (2 - self.cc) * mueff) * yw
         decay = 1 - self.c1 - self.cmu + (1 - h_sigma) * self.c1 * self.cc * (2 - self.cc)
         self.variances = decay * self.variances + self.c1 * self.pc**2 + self.cmu * (weights @ y**2)
-        self.sigma *= math.exp((self.cs / self.damps) * (ps_norm / self.chi_n - 1.0))
+        if self.step_schedule == "exp":
+            t = min(self.updates, self.schedule_generations - 1) / max(self.schedule_generations - 1, 1)
+            self.sigma = self.sigma0 * self.sigma_end_ratio**t
+        else:
+            self.sigma *= math.exp((self.cs / self.damps) * (ps_norm / self.chi_n - 1.0))
 
     def _family_state(self) -> dict[str, Any]:
         return {
@@ -127,6 +153,12 @@ class SepCMA(FamilyOptimizer):
             "sigma0": self.sigma0,
             "init_mean": self.init_mean,
             "cs_rule": self.cs_rule,
+            "step_schedule": self.step_schedule,
+            **(
+                {"sigma_end_ratio": self.sigma_end_ratio, "schedule_generations": self.schedule_generations}
+                if self.step_schedule == "exp"
+                else {}
+            ),
             "cs": self.cs,
             "damps": self.damps,
             "cc": self.cc,

@@ -32,6 +32,7 @@ def test_smoke_profile_writes_csv_table_and_plot(tmp_path: Path) -> None:
         assert float(row["subject_s"]) > 0 and float(row["optimizer_s"]) > 0
     summary = (tmp_path / "summary.md").read_text()
     assert "| ga_ponce |" in summary and "torch" in summary and "DeePSim/BigGAN: not run" in summary
+    assert "Runs: 4 finished\n" in summary  # Hydra's .hydra/config.yaml copies are not runs
     assert (tmp_path / "trajectories.png").stat().st_size > 0
 
 

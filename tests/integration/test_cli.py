@@ -38,6 +38,18 @@ def test_tiny_run_writes_complete_records(tmp_path):
     assert state["generation"] == 5
 
 
+def test_references_every_few_generations_report_without_warnings(tmp_path):
+    """Generations without natural references are left out of the plot, not averaged as empty rows."""
+    run_dir = tmp_path / "run"
+    proc = run_cli([*TINY, "experiment.generations=5", "experiment.references=[astronaut]",
+                    "experiment.reference_every=2", f"hydra.run.dir={run_dir}"])
+    assert "RuntimeWarning" not in proc.stderr, proc.stderr
+    record = latentopt.load_run(run_dir)
+    shown = np.isfinite(record.reference_responses[:, 0, 0])
+    assert shown.any() and not shown.all()
+    assert (run_dir / "trajectory.png").stat().st_size > 0
+
+
 def test_optimizer_raises_score_of_the_v1_cell(tmp_path):
     run_dir = tmp_path / "run"
     run_cli([*TINY, "experiment.generations=25", f"hydra.run.dir={run_dir}"])
