@@ -193,11 +193,21 @@ def verdict(rows: list[dict[str, Any]]) -> str:
         return "no GA/CMA-family comparison in this profile"
     best = max(family, key=family.__getitem__)
     ratio = family[best] / means[GA_REFERENCE]
-    return (
+    lines = [
         f"best CMA-family optimizer {best}: {family[best]:.3f} mean normalised activation, "
         f"{ratio:.3f}x {GA_REFERENCE} ({means[GA_REFERENCE]:.3f}); target >= 1.5x: "
         f"{'MET' if ratio >= 1.5 else 'NOT MET'}"
-    )
+    ]
+    seeds = sorted({str(r["seed"]) for r in rows})
+    for name in sorted(family, key=family.__getitem__, reverse=True):
+        per_seed = []
+        for seed in seeds:
+            mine = [r["norm_best_ever"] for r in rows if r["optimizer"] == name and str(r["seed"]) == seed]
+            ga = [r["norm_best_ever"] for r in rows if r["optimizer"] == GA_REFERENCE and str(r["seed"]) == seed]
+            if mine and ga:
+                per_seed.append(f"seed {seed} {np.mean(mine) / np.mean(ga):.2f}x")
+        lines.append(f"- {name} / {GA_REFERENCE}: {family[name] / means[GA_REFERENCE]:.3f}x ({', '.join(per_seed)})")
+    return "\n".join(lines)
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
