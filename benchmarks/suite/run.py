@@ -10,6 +10,11 @@ each a normal latentopt run folder; ``summarize.py`` turns them into CSV, a mark
     python benchmarks/suite/run.py --profile full --launcher submitit_local --limit ...  # cluster config, locally
     python benchmarks/suite/run.py --profile full                  # SLURM via submitit
 
+Sweeps that need real generator weights (``weight_sweeps`` in a profile: DeePSim, BigGAN) run only
+when those weights are on this machine (the cache or the library's cache; nothing is downloaded):
+random-weight generators prove nothing about optimizers. Which ran and why the others did not is
+printed, written to ``OUT/generators.json`` and repeated in ``summary.md``.
+
 Torch threads per run are ``cpu_count // workers`` (``--threads`` to change; set through
 ``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. Measured here: the CNN subject
 scales with torch threads as well as with processes (one 2-thread run ≈ two 1-thread runs in
@@ -35,20 +40,59 @@ LAUNCHERS = ("basic", "joblib", "submitit_local", "slurm_cluster")
 
 
 def load_profile(name: str) -> dict[str, Any]:
-    path = HERE / "profiles" / f"{name}.yaml"
+    """A profile by name (``profiles/<name>.yaml``) or by the path of a YAML file."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else HERE / "profiles" / f"{name}.yaml"
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in (HERE / "profiles").glob("*.yaml")))
         raise SystemExit(f"run.py: no profile {name!r} (known: {known})")
     return dict(yaml.safe_load(path.read_text()))
 
 
+def weights_missing(generator: str) -> str | None:
+    """None when the real weights of a generator config (``deepsim_<variant>``, ``biggan_deep_<size>``)
+    are on this machine, else why not. Looks in the caches only; never downloads."""
+    try:
+        if generator.startswith("deepsim_"):
+            from latentopt_deepsim import weights as deepsim_weights
+
+            deepsim_weights.resolve(generator.removeprefix("deepsim_"), None, allow_download=False)
+        elif generator.startswith("biggan_deep_"):
+            from latentopt_biggan import loading
+
+            loading.resolve("biggan-deep-" + generator.removeprefix("biggan_deep_"), None, allow_download=False)
+        else:
+            return f"{generator}: not a generator with downloadable weights (deepsim_*, biggan_deep_*)"
+    except Exception as err:  # WeightsUnavailable, or the plugin is not installed
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def planned_sweeps(profile: dict[str, Any]) -> tuple[list[tuple[list[str], dict[str, Any]]], dict[str, str]]:
+    """``[(common overrides, sweep)]`` to run, and the status of every weight-gated generator.
+
+    ``sweeps`` always run with the profile's ``common``. Each ``weight_sweeps`` entry
+    (``generator``, ``overrides``, ``sweep``) runs with its own overrides only when the generator's
+    real weights are present."""
+    planned = [(list(profile.get("common", [])), dict(sweep)) for sweep in profile["sweeps"]]
+    status: dict[str, str] = {}
+    for entry in profile.get("weight_sweeps", []) or []:
+        generator = str(entry["generator"])
+        missing = weights_missing(generator)
+        if missing is None:
+            status[generator] = "included (real weights in the cache)"
+            planned.append((list(entry.get("overrides", [])), {"generator": generator, **entry["sweep"]}))
+        else:
+            status[generator] = f"not run: {missing}"
+    return planned, status
+
+
 def sweep_commands(
-    profile: dict[str, Any], *, launcher: str, workers: int, out: Path, extra: list[str]
+    planned: list[tuple[list[str], dict[str, Any]]], *, launcher: str, workers: int, out: Path, extra: list[str]
 ) -> list[list[str]]:
-    """One ``latentopt -m`` command per sweep of the profile."""
+    """One ``latentopt -m`` command per planned sweep."""
     cli = str(Path(sys.executable).with_name("latentopt"))
     commands = []
-    for index, sweep in enumerate(profile["sweeps"]):
+    for index, (common, sweep) in enumerate(planned):
         launch = [f"hydra/launcher={launcher}"] if launcher != "basic" else []
         if launcher == "joblib":
             launch.append(f"hydra.launcher.n_jobs={workers}")
@@ -65,7 +109,7 @@ def sweep_commands(
                 *launch,
                 f"hydra.sweep.dir={out / 'runs' / f'sweep{index}'}",
                 "progress=false",
-                *profile.get("common", []),
+                *common,
                 *(f"{key}={value}" for key, value in sweep.items()),
                 *extra,
             ]
@@ -91,8 +135,11 @@ def main() -> None:
     workers = int(args.workers or profile.get("workers", 1))
     if launcher == "joblib" and workers == 1:
         launcher = "basic"  # the serial baseline: same runs, one process after another
-    out = (args.out or Path("benchmarks/results") / args.profile).resolve()
-    commands = sweep_commands(profile, launcher=launcher, workers=workers, out=out, extra=args.overrides)
+    out = (args.out or Path("benchmarks/results") / Path(args.profile).stem).resolve()
+    planned, generators = planned_sweeps(profile)
+    commands = sweep_commands(planned, launcher=launcher, workers=workers, out=out, extra=args.overrides)
+    for generator, status in generators.items():
+        print(f"{generator}: {status}", flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     for command in commands:
@@ -100,6 +147,7 @@ def main() -> None:
     if args.dry_run:
         return
     out.mkdir(parents=True, exist_ok=True)
+    (out / "generators.json").write_text(json.dumps(generators, indent=1))
     start = time.perf_counter()
     for command in commands:
         subprocess.run(command, check=True, env=env)

@@ -34,6 +34,8 @@ CMA_FAMILY_PREFIXES = (
     "bench_sphere_cma",
     "bench_cmaes_diag",
     "bench_ng",
+    "fc6_cmaes_diag",
+    "biggan_",
     "sep_cma",
     "cholesky_cma",
     "sphere_cma",
@@ -85,6 +87,25 @@ class UnitLab:
         return self.score_images(images, [f"final_{k}" for k in range(codes.shape[0])])
 
 
+def _weights_sha256(run_dir: Path) -> str:
+    """SHA-256 of the generator's weight file(s) as the run's provenance recorded them ("" for none)."""
+    provenance = json.loads((run_dir / "provenance.json").read_text()).get("generator", {})
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if isinstance(value.get("sha256"), str):
+                found.append(value["sha256"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(provenance)
+    return ",".join(sorted(set(found)))
+
+
 def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int) -> dict[str, Any]:
     from omegaconf import OmegaConf
 
@@ -124,6 +145,7 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int) -> dic
         "unit": cfg["objective"].get("unit"),
         "noise": choices.get("noise", "none"),
         "generator": choices.get("generator"),
+        "generator_weights_sha256": _weights_sha256(run_dir),
         "seed": cfg.get("seed"),
         "unit_key": unit_key,
         "evaluations": int(scores.size),
@@ -155,13 +177,19 @@ def normalise(rows: list[dict[str, Any]]) -> None:
         row["norm_natural"] = row["activation"] / row["natural_reference"] if row["natural_reference"] > 0 else np.nan
 
 
+def _column(row: dict[str, Any], several_generators: bool) -> tuple[str, ...]:
+    return (row["generator"], row["area"], row["noise"]) if several_generators else (row["area"], row["noise"])
+
+
 def markdown(rows: list[dict[str, Any]]) -> str:
-    """Mean normalised activation (vs best ever), optimizer x (area, noise), plus overall columns."""
-    columns = sorted({(r["area"], r["noise"]) for r in rows})
+    """Mean normalised activation (vs best ever), optimizer x (area, noise), plus overall columns;
+    with more than one generator the columns are (generator, area, noise)."""
+    several = len({r["generator"] for r in rows}) > 1
+    columns = sorted({_column(r, several) for r in rows})
     optimizers = sorted({r["optimizer"] for r in rows})
     head = [
         "optimizer",
-        *(f"{a} / {n}" for a, n in columns),
+        *(" / ".join(column) for column in columns),
         "all",
         "vs gradient",
         "vs natural",
@@ -173,7 +201,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         mine = [r for r in rows if r["optimizer"] == name]
         cells = [name]
         for column in columns:
-            values = [r["norm_best_ever"] for r in mine if (r["area"], r["noise"]) == column]
+            values = [r["norm_best_ever"] for r in mine if _column(r, several) == column]
             cells.append(f"{np.mean(values):.3f}" if values else "")
         for key in ("norm_best_ever", "norm_gradient", "norm_natural", "evals_to_90", "optimizer_s"):
             column_values = np.array([r[key] for r in mine], dtype=np.float64)
@@ -234,6 +262,24 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+def generator_lines(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """What each generator is in this benchmark: the ones that ran (with their weights' SHA-256) and
+    the weight-gated ones run.py left out (``generators.json``)."""
+    lines: dict[str, str] = {}
+    for name in sorted({str(r["generator"]) for r in rows}):
+        mine = [r for r in rows if str(r["generator"]) == name]
+        digests = sorted({r["generator_weights_sha256"] for r in mine if r["generator_weights_sha256"]})
+        weights = f"weights SHA-256 {', '.join(d[:16] for d in digests)}" if digests else "no weight file"
+        lines[name] = f"{len(mine)} runs ({weights})"
+    status_file = folder / "generators.json"
+    gated = json.loads(status_file.read_text()) if status_file.exists() else {}
+    for name, status in gated.items():
+        lines.setdefault(name, status)
+    if not any(n.startswith(("deepsim", "biggan")) for n in lines):
+        lines["DeePSim/BigGAN"] = "not in this benchmark; offline generators only (conclusions hold for them alone)"
+    return lines
+
+
 def summarize(folder: Path, *, gradient_steps: int = 300) -> list[dict[str, Any]]:
     """Write ``runs.csv``, ``summary.md`` and ``trajectories.png`` into ``folder``."""
     from latentopt.records import library_versions
@@ -254,13 +300,13 @@ def summarize(folder: Path, *, gradient_steps: int = 300) -> list[dict[str, Any]
     plot(rows, folder / "trajectories.png")
     versions = library_versions()
     settings = {r["optimizer"]: r["optimizer_settings"] for r in rows}
-    weights = {"DeePSim/BigGAN": "not run: no real weights here (offline generators fourier/pixel only)"}
+    weights = generator_lines(folder, rows)
     text = "\n\n".join(
         [
             f"# Benchmark summary: {folder.name}",
             "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()),
             f"Runs: {len(rows)} finished" + (f", {missing} unfinished (left out)" if missing else ""),
-            "Generators: " + "; ".join(f"{k}: {v}" for k, v in weights.items()),
+            "Generators:\n\n" + "\n".join(f"- {k}: {v}" for k, v in weights.items()),
             "Mean normalised activation (noise-free activation of the final best code / best ever on the "
             "unit), by area / noise:",
             markdown(rows),

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,9 +15,14 @@ import pytest
 SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suite"
 
 
-def run_suite(*args: str) -> subprocess.CompletedProcess[str]:
+def run_suite(*args: str, weights_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """run.py in a subprocess; ``weights_dir`` is the weight cache it sees (default: an empty one)."""
+    env = dict(os.environ)
+    env["LATENTOPT_WEIGHTS_DIR"] = str(weights_dir or Path(tempfile.mkdtemp(prefix="latentopt-no-weights-")))
+    env["PYTORCH_PRETRAINED_BIGGAN_CACHE"] = env["LATENTOPT_WEIGHTS_DIR"]
     return subprocess.run(
-        [sys.executable, str(SUITE / "run.py"), *args], capture_output=True, text=True, check=False, timeout=600
+        [sys.executable, str(SUITE / "run.py"), *args], capture_output=True, text=True, check=False, timeout=600,
+        env=env,
     )
 
 
@@ -31,7 +39,12 @@ def test_smoke_profile_writes_csv_table_and_plot(tmp_path: Path) -> None:
         assert float(row["gradient_reference"]) > 0 and float(row["natural_reference"]) > 0
         assert float(row["subject_s"]) > 0 and float(row["optimizer_s"]) > 0
     summary = (tmp_path / "summary.md").read_text()
-    assert "| ga_ponce |" in summary and "torch" in summary and "DeePSim/BigGAN: not run" in summary
+    assert "| ga_ponce |" in summary and "torch" in summary
+    # the smoke profile's DeePSim sweep needs real weights; with an empty cache it is left out, and said so
+    status = json.loads((tmp_path / "generators.json").read_text())
+    assert status["deepsim_fc6"].startswith("not run: DeePSim fc6 weights are not on this machine")
+    assert "- deepsim_fc6: not run: DeePSim fc6 weights are not on this machine" in summary
+    assert "- pixel: 4 runs (no weight file)" in summary
     assert "Runs: 4 finished\n" in summary  # Hydra's .hydra/config.yaml copies are not runs
     assert (tmp_path / "trajectories.png").stat().st_size > 0
 
@@ -46,6 +59,29 @@ def test_parallel_launchers_run_every_job(tmp_path: Path, launcher: str) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     finished = list((tmp_path / "runs").rglob("summary.json"))
     assert len(finished) == 4
+
+
+def test_weight_sweeps_run_only_where_the_weights_are(tmp_path: Path) -> None:
+    """A DeePSim file in the cache adds the profile's DeePSim sweep; an empty cache leaves it out."""
+    without = run_suite("--profile", "smoke", "--dry-run")
+    assert without.returncode == 0, without.stderr
+    assert "generator=deepsim_fc6" not in without.stdout and "deepsim_fc6: not run:" in without.stdout
+    (tmp_path / "deepsim").mkdir()
+    (tmp_path / "deepsim" / "upconvGAN_fc6.pt").write_bytes(b"present")  # run.py only looks, never loads
+    with_file = run_suite("--profile", "smoke", "--dry-run", weights_dir=tmp_path)
+    assert with_file.returncode == 0, with_file.stderr
+    assert "deepsim_fc6: included (real weights in the cache)" in with_file.stdout
+    command = next(line for line in with_file.stdout.splitlines() if "generator=deepsim_fc6" in line)
+    assert "experiment.budget=80" in command and "optimizer=ga_ponce,sep_cma" in command
+    assert "generator.image_size" not in command  # the offline generators' overrides stay with their sweeps
+
+
+def test_a_profile_can_be_a_yaml_file(tmp_path: Path) -> None:
+    profile = tmp_path / "mine.yaml"
+    profile.write_text("sweeps:\n  - optimizer: random\n    subject: v1_gabor\n")
+    proc = run_suite("--profile", str(profile), "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "optimizer=random subject=v1_gabor" in proc.stdout
 
 
 def test_full_profile_targets_the_slurm_launcher() -> None:
