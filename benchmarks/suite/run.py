@@ -5,9 +5,9 @@ A profile (``profiles/<name>.yaml``) lists overrides common to every run and one
 ``conf/`` on Hydra's search path (unit, noise and optimizer presets). Runs land in ``OUT/runs/``,
 each a normal latentopt run folder; ``summarize.py`` turns them into CSV, a markdown table and plots.
 
-    python benchmarks/suite/run.py --profile quick                 # 2 joblib workers, local
-    python benchmarks/suite/run.py --profile quick --workers 1     # the serial baseline
-    python benchmarks/suite/run.py --profile full --launcher submitit_local --limit ...  # cluster config, locally
+    python benchmarks/suite/run.py --profile quick                 # workers: auto (cpu_count // 2)
+    python benchmarks/suite/run.py --profile quick --workers 2     # 2 joblib workers x 1 thread
+    python benchmarks/suite/run.py --profile full --launcher submitit_local --workers 2  # cluster config, locally
     python benchmarks/suite/run.py --profile full                  # SLURM via submitit
 
 Sweeps that need real generator weights (``weight_sweeps`` in a profile: DeePSim, BigGAN) run only
@@ -16,10 +16,12 @@ random-weight generators prove nothing about optimizers. Which ran and why the o
 printed, written to ``OUT/generators.json`` and repeated in ``summary.md``.
 
 Torch threads per run are ``cpu_count // workers`` (``--threads`` to change; set through
-``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. Measured here: the CNN subject
-scales with torch threads as well as with processes (one 2-thread run ≈ two 1-thread runs in
-throughput), so 2 workers beat 1 worker only against a 1-thread serial baseline (``--workers 1
---threads 1``) or where Python-side work dominates.
+``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. ``workers: auto`` (the quick
+profile's) is ``cpu_count // 2``: runs of two threads each. Measured on 2 cores, quick profile: one
+2-thread run at a time took 653 s, two 1-thread joblib workers 772 s; the in-silico monkey's forward
+pass cost 8.1 ms/image with 2 threads but 19.8 ms/image in each of two concurrent 1-thread
+processes (16 ms alone), so on a small machine threads beat processes and joblib pays off only with
+cores to spare (and on a cluster, through submitit).
 """
 
 from __future__ import annotations
@@ -46,6 +48,19 @@ def load_profile(name: str) -> dict[str, Any]:
         known = ", ".join(sorted(p.stem for p in (HERE / "profiles").glob("*.yaml")))
         raise SystemExit(f"run.py: no profile {name!r} (known: {known})")
     return dict(yaml.safe_load(path.read_text()))
+
+
+def resolve_workers(value: int | str) -> int:
+    """Parallel runs: a number, or ``auto`` = ``cpu_count // 2`` (runs of two torch threads each)."""
+    if value == "auto":
+        return max(1, (os.cpu_count() or 1) // 2)
+    try:
+        workers = int(value)
+    except (TypeError, ValueError):
+        raise SystemExit(f"run.py: workers must be a number or 'auto', got {value!r}") from None
+    if workers < 1:
+        raise SystemExit(f"run.py: workers must be >= 1, got {workers}")
+    return workers
 
 
 def weights_missing(generator: str) -> str | None:
@@ -121,7 +136,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="quick")
     parser.add_argument("--launcher", choices=LAUNCHERS, default=None, help="default: the profile's")
-    parser.add_argument("--workers", type=int, default=None, help="parallel runs (default: the profile's)")
+    parser.add_argument("--workers", default=None, help="parallel runs, or auto (default: the profile's)")
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<profile>")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: cpu_count // workers)"
@@ -132,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_profile(args.profile)
     launcher = args.launcher or profile.get("launcher", "basic")
-    workers = int(args.workers or profile.get("workers", 1))
+    workers = resolve_workers(args.workers or profile.get("workers", 1))
     if launcher == "joblib" and workers == 1:
         launcher = "basic"  # the serial baseline: same runs, one process after another
     out = (args.out or Path("benchmarks/results") / Path(args.profile).stem).resolve()

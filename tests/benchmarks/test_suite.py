@@ -76,6 +76,18 @@ def test_weight_sweeps_run_only_where_the_weights_are(tmp_path: Path) -> None:
     assert "generator.image_size" not in command  # the offline generators' overrides stay with their sweeps
 
 
+def test_workers_auto_is_half_the_cores_and_bad_values_are_named() -> None:
+    proc = run_suite("--profile", "smoke", "--launcher", "joblib", "--workers", "auto", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    workers = max(1, (os.cpu_count() or 1) // 2)
+    if workers == 1:  # one worker: the runs go one after another, without a joblib pool
+        assert "hydra/launcher=" not in proc.stdout
+    else:
+        assert f"hydra.launcher.n_jobs={workers}" in proc.stdout
+    bad = run_suite("--profile", "smoke", "--workers", "many", "--dry-run")
+    assert bad.returncode != 0 and "workers must be a number or 'auto', got 'many'" in bad.stderr
+
+
 def test_a_profile_can_be_a_yaml_file(tmp_path: Path) -> None:
     profile = tmp_path / "mine.yaml"
     profile.write_text("sweeps:\n  - optimizer: random\n    subject: v1_gabor\n")
