@@ -69,7 +69,9 @@ class CNNUnitSubject(Subject):
         noise: ``{kind: none|multiplicative|poisson, level: s, gain: g}``.
         weights: state-dict file (default: the packaged ImageNet weights).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        batch_size: largest batch per forward pass.
+        batch_size: images per forward pass; None = 10 on the CPU, 40 on CUDA. On 2 CPU cores
+            batches of 8-10 are 15-20 % faster than 40 (V4: 6.8 against 8.3 ms/image; the
+            activations of a small batch stay in cache).
     """
 
     differentiable = True
@@ -83,9 +85,12 @@ class CNNUnitSubject(Subject):
         noise: dict | NoiseModel | None = None,
         weights: str | None = None,
         device: str = "auto",
-        batch_size: int = 40,
+        batch_size: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
+        if batch_size is not None and int(batch_size) < 1:
+            raise ValueError(f"subject.batch_size must be >= 1 (or null for the device's default), got {batch_size}")
+        self.batch_size = int(batch_size) if batch_size is not None else (10 if self.device.type == "cpu" else 40)
         self.model = load_efficientnet_lite0(weights).to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -102,7 +107,6 @@ class CNNUnitSubject(Subject):
             raise ValueError("subject.channels: give at least one channel")
         self.position = position
         self.noise = make_noise(noise)
-        self.batch_size = int(batch_size)
         self._module = modules[self.layer]
         self._captured: torch.Tensor | None = None
         self._stop = True

@@ -79,6 +79,16 @@ def test_bad_layer_channel_position_are_clear():
         CNNUnitSubject(layer="V1", position=[100, 100], device="cpu")
 
 
+def test_batch_size_defaults_to_10_on_the_cpu_and_any_batching_gives_the_same_responses():
+    images = torch.rand(23, 3, 64, 64)
+    default = CNNUnitSubject(layer="V4", channels=[0, 3], device="cpu")
+    assert default.batch_size == 10
+    whole = CNNUnitSubject(layer="V4", channels=[0, 3], device="cpu", batch_size=40)
+    torch.testing.assert_close(default.respond_torch(images), whole.respond_torch(images), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"subject.batch_size must be >= 1"):
+        CNNUnitSubject(layer="V1", device="cpu", batch_size=0)
+
+
 def test_close_removes_the_hook():
     subject = CNNUnitSubject(layer="V1", device="cpu")
     module = dict(subject.model.named_modules())[subject.layer]
