@@ -18,10 +18,10 @@ printed, written to ``OUT/generators.json`` and repeated in ``summary.md``.
 Torch threads per run are ``cpu_count // workers`` (``--threads`` to change; set through
 ``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. ``workers: auto`` (the quick
 profile's) is ``cpu_count // 2``: runs of two threads each. Measured on 2 cores, quick profile: one
-2-thread run at a time took 653 s, two 1-thread joblib workers 772 s; the in-silico monkey's forward
-pass cost 8.1 ms/image with 2 threads but 19.8 ms/image in each of two concurrent 1-thread
-processes (16 ms alone), so on a small machine threads beat processes and joblib pays off only with
-cores to spare (and on a cluster, through submitit).
+2-thread run at a time took 579 s, two 1-thread joblib workers 578 s (with the CNN subject's batches
+of 40: 653 s and 772 s; the forward pass cost 8.1 ms/image with 2 threads, 19.8 ms/image in each of
+two concurrent 1-thread processes). On a small machine threads do as well as processes; joblib pays
+off with cores to spare, and on a cluster through submitit.
 """
 
 from __future__ import annotations
