@@ -81,3 +81,24 @@ def test_every_hook_is_documented_and_tested():
         group = name.removeprefix("latentopt_register_")
         assert group in source, f"hook {name} is not exercised here"
     assert set(plugins.GROUPS) <= {s.removeprefix("latentopt_register_") for s in specs}
+
+
+def test_plugin_guide_pyproject_snippet_is_a_valid_distribution():
+    """The guide's pyproject.toml, pasted as it is, passes setuptools' validation and has the entry
+    point, packages and config data that the example distribution in examples/ has."""
+    import tomllib
+
+    from setuptools.config.pyprojecttoml import validate
+
+    guide = (Path(__file__).parents[2] / "docs" / "plugin_guide.md").read_text()
+    blocks = re.findall(r"```toml\n(# pyproject\.toml\n.*?)```", guide, re.S)
+    assert len(blocks) == 1, "docs/plugin_guide.md should hold one pyproject.toml block"
+    config = tomllib.loads(blocks[0])
+    assert validate(config, "pyproject.toml")
+    assert config["build-system"]["build-backend"] == "setuptools.build_meta"
+    assert config["project"]["entry-points"]["latentopt"] == {"mygen": "my_generator"}
+    assert config["tool"]["setuptools"]["package-data"]["my_generator"] == ["conf/*/*.yaml"]
+    example = tomllib.loads(
+        (Path(__file__).parents[2] / "examples" / "latentopt-example-generator" / "pyproject.toml").read_text()
+    )
+    assert set(example) == set(config) and set(example["project"]) >= set(config["project"])

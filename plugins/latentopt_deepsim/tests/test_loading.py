@@ -30,6 +30,21 @@ def test_colour_convention_on_weights_whose_output_is_known(tmp_path):
     assert torch.allclose(images, expected, atol=1e-6)
 
 
+def test_colour_convention_with_literal_numbers(tmp_path):
+    # Written out by hand, independent of the code's own constant: a network that outputs raw zeros
+    # gives the BGR mean (104, 117, 123), i.e. RGB (123, 117, 104) / 255; a raw BGR bias of
+    # (-104, 13, 132) gives BGR (0, 130, 255), i.e. RGB (255, 130, 0) / 255.
+    state = constant_colour_state_dict("fc6", (0.5, 0.5, 0.5))
+    state["deconv0.bias"] = torch.zeros(3)
+    path = write_state_dict(tmp_path / "zeros.pt", state)
+    images = DeePSimGenerator(weights=path, device="cpu").generate(np.zeros((1, 4096), np.float32))
+    assert images[0, :, 7, 9].tolist() == pytest.approx([123 / 255, 117 / 255, 104 / 255], abs=1e-6)
+    state["deconv0.bias"] = torch.tensor([-104.0, 13.0, 132.0])
+    path = write_state_dict(tmp_path / "orange.pt", state)
+    images = DeePSimGenerator(weights=path, device="cpu").generate(np.zeros((1, 4096), np.float32))
+    assert images[0, :, 200, 3].tolist() == pytest.approx([1.0, 130 / 255, 0.0], abs=1e-6)
+
+
 def test_colours_outside_the_range_are_clamped(tmp_path):
     path = write_state_dict(tmp_path / "w.pt", constant_colour_state_dict("pool5", (1.4, -0.3, 0.5)))
     images = DeePSimGenerator(variant="pool5", weights=path, device="cpu").generate(np.zeros((1, 9216), np.float32))
