@@ -26,6 +26,7 @@ from typing import Any
 WEIGHTS_DIR_ENV = "LATENTOPT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path("~/.cache/latentopt/weights")
 _CHUNK = 1 << 20  # 1 MiB reads: progress updates often enough, few syscalls
+_TRANSIENT_HTTP = (429, 500, 502, 503, 504)  # answers that say "try again later", retried like a cut
 
 
 class WeightsError(RuntimeError):
@@ -177,7 +178,9 @@ def _fetch_once(url: str, part: Path, meta: Path, *, progress: bool, timeout: fl
         length = response.headers.get("Content-Length")
         if response.status == 206:
             start, total = _content_range(response.headers.get("Content-Range"))
-            if start != offset or (validator.get("etag") and etag and etag != validator["etag"]):
+            changed_tag = validator.get("etag") and etag and etag != validator["etag"]
+            changed_size = validator.get("total") is not None and total != validator["total"]
+            if start != offset or changed_tag or changed_size:
                 raise _Restart()  # a range of some other version of the file
             mode = "ab"
         else:
@@ -255,7 +258,10 @@ def download(
                 if restarts > attempts:
                     raise DownloadError(f"{url}: the file keeps changing on the server") from None
             except urllib.error.HTTPError as err:
-                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
+                failures += 1
+                if err.code not in _TRANSIENT_HTTP or failures >= attempts:
+                    raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
+                time.sleep(0.2 * failures)  # a busy or restarting server: try again, then resume
             except urllib.error.URLError as err:  # no connection at all: offline, DNS, refused
                 raise DownloadError(f"{url}: {err.reason}") from None
             except (OSError, http.client.HTTPException) as err:  # cut mid-way: resume

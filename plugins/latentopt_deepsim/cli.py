@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from latentopt.weights import WeightsError, download, sha256_file, weights_dir
+from latentopt.weights import WeightsError, sha256_file, weights_dir
 from latentopt_deepsim import weights as deepsim_weights
 from latentopt_deepsim.architecture import VARIANTS
 
@@ -46,12 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 if target.is_file() and not args.force:
                     print(f"{variant}: already cached at {target}")
                     continue
-                download(deepsim_weights.url_for(variant), target, progress=not args.quiet)
-                try:
-                    deepsim_weights.load_state_dict(target, variant)
-                except WeightsError:
-                    target.unlink()  # never leave a file the generator would refuse
-                    raise
+                deepsim_weights.fetch(variant, progress=not args.quiet)
                 print(f"{variant}: {target} sha256 {sha256_file(target)}")
         elif args.command == "import":
             target = deepsim_weights.import_file(args.variant, args.file)

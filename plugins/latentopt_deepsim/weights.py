@@ -74,9 +74,28 @@ def resolve(variant: str, weights: str | os.PathLike[str] | None = None, *, allo
     if not allow_download:
         raise WeightsUnavailable(unavailable_message(variant, "downloads are disabled"))
     try:
-        return download(url_for(variant), target, progress=progress)
+        return fetch(variant, progress=progress)
     except DownloadError as err:
         raise WeightsUnavailable(unavailable_message(variant, str(err))) from None
+
+
+def fetch(variant: str, *, progress: bool = True) -> Path:
+    """Download ``upconvGAN_<variant>.pt`` into the cache and check it; returns the cached path.
+
+    A downloaded file that fails the key/shape check is deleted before the error is raised, so the
+    cache never holds a file that every later run would refuse.
+
+    Raises:
+        DownloadError: the download failed (a partial file is kept for resuming).
+        WeightsError: the server's file is not a DeePSim ``variant`` file.
+    """
+    target = download(url_for(variant), cache_path(variant), progress=progress)
+    try:
+        load_state_dict(target, variant)
+    except WeightsError:
+        target.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def load_state_dict(path: str | os.PathLike[str], variant: str | Variant) -> dict[str, torch.Tensor]:

@@ -87,7 +87,6 @@ def test_plugin_guide_pyproject_snippet_is_a_valid_distribution():
     """The guide's pyproject.toml, pasted as it is, passes setuptools' validation and has the entry
     point, packages and config data that the example distribution in examples/ has."""
     import tomllib
-
     from setuptools.config.pyprojecttoml import validate
 
     guide = (Path(__file__).parents[2] / "docs" / "plugin_guide.md").read_text()

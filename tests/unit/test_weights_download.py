@@ -27,6 +27,7 @@ class ServerState:
     honour_if_range: bool = True
     after_cut: Callable[[ServerState], None] | None = None
     requests: list[dict[str, str | None]] = field(default_factory=list)
+    refusals: list[int] = field(default_factory=list)  # HTTP codes answered before serving
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -42,6 +43,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         data, etag = state.data, state.etag
         state.requests.append({"range": self.headers.get("Range"), "if_range": self.headers.get("If-Range")})
+        if state.refusals:
+            self.send_error(state.refusals.pop(0))
+            return
         start = 0
         wanted = self.headers.get("Range")
         if_range = self.headers.get("If-Range")
@@ -165,6 +169,38 @@ def test_wrong_hash_is_an_error(server, tmp_path):
     assert not dest.exists()
     download(url, dest, progress=False, expected_sha256=hashlib.sha256(GOOD).hexdigest())
     assert dest.read_bytes() == GOOD
+
+
+def test_file_that_changes_size_but_not_etag_mid_way_is_restarted(server, tmp_path):
+    # a careless server: a new, longer file under the same ETag; the resumed range's total
+    # disagrees with the first response's, so the part file is thrown away, not glued to it
+    url, state = server
+    state.cuts = [3000]
+    state.after_cut = lambda s: setattr(s, "data", CHANGED + b"tail")
+    dest = tmp_path / "w.pt"
+    download(url, dest, progress=False)
+    assert dest.read_bytes() == CHANGED + b"tail"
+    assert [r["range"] for r in state.requests] == [None, "bytes=3000-", None]
+
+
+def test_busy_server_is_retried_then_the_download_resumes(server, tmp_path):
+    url, state = server
+    state.cuts, state.refusals = [5000], []
+    state.after_cut = lambda s: s.refusals.extend([503, 502])
+    dest = tmp_path / "w.pt"
+    download(url, dest, progress=False)
+    assert dest.read_bytes() == GOOD
+    assert [r["range"] for r in state.requests] == [None, "bytes=5000-", "bytes=5000-", "bytes=5000-"]
+
+
+def test_a_server_that_stays_busy_is_one_clear_error_and_keeps_the_part_file(server, tmp_path):
+    url, state = server
+    state.cuts = [4000]
+    state.after_cut = lambda s: s.refusals.extend([503] * 10)
+    dest = tmp_path / "w.pt"
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        download(url, dest, progress=False, attempts=3)
+    assert (tmp_path / "w.pt.part").stat().st_size == 4000 and not dest.exists()
 
 
 def test_http_error_and_unreachable_server_are_one_clear_error(server, tmp_path):

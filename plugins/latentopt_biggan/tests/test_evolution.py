@@ -14,7 +14,8 @@ from latentopt_biggan.testing import tiny_config, write_random_model
 
 
 @pytest.mark.parametrize(
-    ("config", "space", "dim"), [("biggan_deep_256", "full", 256), ("biggan_deep_128", "class", 128)]
+    ("config", "space", "dim"),
+    [("biggan_deep_256", "full", 256), ("biggan_deep_128", "class", 128), ("biggan_deep_512", "noise", 128)],
 )
 def test_evolution_with_biggan_runs_end_to_end(tmp_path, config, space, dim):
     resolution = int(config.rsplit("_", 1)[1])

@@ -136,6 +136,16 @@ def test_offline_without_weights_gives_one_clear_message(empty_library_cache):
 
 
 def test_fresh_library_model_needs_the_helper_to_be_finite():
+    from pytorch_pretrained_biggan import BigGAN, BigGANConfig
+
+    # The library leaves the final batch norm uninitialised (torch.Tensor(n): whatever memory held);
+    # even with it set, a fresh model's spectral-norm estimates are random and the images are NaN.
+    torch.manual_seed(1)
+    fresh = BigGAN(BigGANConfig.from_dict(tiny_config(128))).eval()
+    with torch.no_grad():
+        fresh.generator.bn.weight.fill_(1.0)
+        fresh.generator.bn.bias.zero_()
+        assert not torch.isfinite(fresh.generator(torch.zeros(1, 256), 1.0)).all()
     model = random_model(tiny_config(128), seed=1)
     assert torch.isfinite(model.generator.bn.weight).all()
     with torch.no_grad():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from latentopt.weights import sha256_file
+from latentopt.weights import WeightsError, sha256_file
 from latentopt_deepsim import DeePSimGenerator
 from latentopt_deepsim.cli import main
 from latentopt_deepsim.testing import random_state_dict, write_random_weights, write_state_dict
@@ -69,6 +69,17 @@ def test_cli_fetch_refuses_a_published_file_with_the_wrong_keys(mirror, capsys):
     err = capsys.readouterr().err
     assert "'deconv4.weight' has shape" in err and err.count("\n") == 1
     assert not cache_path("norm1").exists()  # never leave a file the generator would refuse
+
+
+def test_first_use_refuses_a_published_file_with_the_wrong_keys_and_keeps_the_cache_clean(mirror):
+    state = random_state_dict("norm1")
+    del state["deconv4.bias"]
+    write_state_dict(mirror / "upconvGAN_norm1.pt", state)
+    with pytest.raises(WeightsError, match=r"missing key 'deconv4\.bias'"):
+        DeePSimGenerator(variant="norm1", device="cpu")
+    assert not cache_path("norm1").exists()  # the next run downloads again instead of failing the same way
+    write_random_weights(mirror / "upconvGAN_norm1.pt", "norm1")
+    assert DeePSimGenerator(variant="norm1", device="cpu").weights_path == cache_path("norm1")
 
 
 def test_cli_import_of_a_bad_file_is_one_line_and_status_1(tmp_path, capsys):
