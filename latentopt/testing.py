@@ -133,32 +133,45 @@ def check_optimizer(
     b.tell(codes_b, neuron(codes_b))
     assert np.array_equal(a.ask(), b.ask()), "the same seed and scores must give the same second ask"
 
-    # state round trip mid-run, through the on-disk format
+    # state round trip mid-run, through the on-disk format, after a generation with NaN scores
     opt = make()
-    for _ in range(3):
+    for generation in range(3):
         codes = opt.ask()
-        opt.tell(codes, neuron(codes))
-    state = load_tree(_bytes_file(tree_to_npz_bytes({"s": opt.state_dict()})))["s"]
+        scores = neuron(codes)
+        if generation == 1:
+            scores[::3] = np.nan
+        opt.tell(codes, scores)
     clone = make(seed=99)
-    clone.load_state_dict(state)
+    clone.load_state_dict(_through_disk(opt.state_dict()))
     for _ in range(3):
         x, y = opt.ask(), clone.ask()
         assert np.array_equal(x, y), "after load_state_dict the optimizer must propose the same codes"
         opt.tell(x, neuron(x))
         clone.tell(y, neuron(y))
     assert opt.generation == clone.generation and opt.evaluations == clone.evaluations
+    assert opt.nan_scores == clone.nan_scores, "the NaN count must survive a state round trip"
 
-    # NaN scores: a partly and a fully unscored generation neither crash nor poison the state
-    opt = make()
-    codes = opt.ask()
-    scores = neuron(codes)
-    scores[::3] = np.nan
-    opt.tell(codes, scores)
-    codes = opt.ask()
-    assert np.isfinite(codes).all(), "NaN scores produced non-finite codes"
-    opt.tell(codes, np.full(codes.shape[0], np.nan))
-    assert np.isfinite(opt.ask()).all(), "an all-NaN generation produced non-finite codes"
-    assert opt.nan_scores == len(scores[::3]) + codes.shape[0], "NaN scores were not counted"
+    # a state saved between ask and tell accepts the scores of the codes that were asked
+    pending = opt.ask()
+    clone = make(seed=99)
+    clone.load_state_dict(_through_disk(opt.state_dict()))
+    for optimizer in (opt, clone):
+        optimizer.tell(pending, neuron(pending))
+    assert np.array_equal(opt.ask(), clone.ask()), "a state saved with a pending ask must resume it"
+
+    # NaN scores, under every policy the optimizer supports: a partly and a fully unscored
+    # generation neither crash nor poison the state
+    for policy in make().supported_nan_policies:
+        opt = factory(initial.copy(), seed=3, **{**kwargs, "nan_policy": policy})
+        codes = opt.ask()
+        scores = neuron(codes)
+        scores[::3] = np.nan
+        opt.tell(codes, scores)
+        codes = opt.ask()
+        assert np.isfinite(codes).all(), f"NaN scores produced non-finite codes (nan_policy={policy})"
+        opt.tell(codes, np.full(codes.shape[0], np.nan))
+        assert np.isfinite(opt.ask()).all(), f"an all-NaN generation produced non-finite codes (nan_policy={policy})"
+        assert opt.nan_scores == len(scores[::3]) + codes.shape[0], "NaN scores were not counted"
 
     # misuse is an error, not silence
     opt = make()
@@ -184,10 +197,11 @@ def check_optimizer(
     assert gain >= min_gain, f"closed only {gain:.2f} of the gap to the optimum (needed {min_gain})"
 
 
-def _bytes_file(data: bytes) -> Any:
+def _through_disk(state: dict[str, Any]) -> Any:
+    """``state`` written in the records' npz format and read back."""
     import io
 
-    return io.BytesIO(data)
+    return load_tree(io.BytesIO(tree_to_npz_bytes({"s": state})))["s"]
 
 
 def contract_instance(factory: Callable[..., Any]) -> Any:
