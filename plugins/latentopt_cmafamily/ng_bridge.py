@@ -129,8 +129,11 @@ class NevergradOptimizer(Optimizer):
         parts = []
         for node in self._tree():
             config = getattr(getattr(node, "_config", None), "_config", None)
+            # nevergrad builds pycma lazily at the first ask, but fixes its population at construction
+            # (_popsize), so the record written before the first generation already names it
             es: Any = getattr(node, "_es", None)
-            popsize = f"[pycma popsize {es.popsize}]" if es is not None and hasattr(es, "popsize") else ""
+            size = es.popsize if es is not None and hasattr(es, "popsize") else getattr(node, "_popsize", None)
+            popsize = f"[pycma popsize {size}]" if isinstance(size, int) else ""
             parts.append(getattr(node, "name", type(node).__name__) + (f"{config}" if config else "") + popsize)
         return " -> ".join(parts)
 

@@ -26,6 +26,17 @@ def test_records_version_and_resolved_sub_optimizer() -> None:
     assert NevergradOptimizer(initial_codes(), ng_name="DiagonalCMA").resolved().startswith("DiagonalCMA")
 
 
+def test_pycma_population_is_recorded_before_the_first_ask() -> None:
+    # run provenance is written before generation 0: the record must already say what pycma will use
+    optimizer = NevergradOptimizer(initial_codes(40, 4096), ng_name="CMA", budget=3000)
+    before = optimizer.describe()["resolved"]
+    assert "popsize 70" in before and "'diagonal': True" in before
+    with pytest.raises(OptimizerError):  # this resolution fails at d = 4096 (see the test below)
+        for _ in range(10):
+            generation(optimizer)
+    assert optimizer.resolved() == before
+
+
 def test_unknown_name_suggests_the_right_case() -> None:
     with pytest.raises(ValueError, match="did you mean DiagonalCMA"):
         NevergradOptimizer(initial_codes(), ng_name="diagonalcma")
