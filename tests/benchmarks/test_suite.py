@@ -61,6 +61,28 @@ def test_parallel_launchers_run_every_job(tmp_path: Path, launcher: str) -> None
     assert len(finished) == 4
 
 
+@pytest.mark.slow
+def test_slurm_launcher_config_runs_on_submitit_local_executor(tmp_path: Path) -> None:
+    """The full profile's cluster config (hydra/launcher=slurm_cluster) through Hydra's real
+    SlurmLauncher, with submitit's local executor standing in for SLURM."""
+    dry = run_suite("--profile", "smoke", "--launcher", "slurm_cluster", "--out", str(tmp_path), "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    command = next(line for line in dry.stdout.splitlines() if " -m " in line).split()
+    assert "hydra/launcher=slurm_cluster" in command
+    env = {**os.environ, "SLURM_AS_LOCAL_RECORD": str(tmp_path / "launcher.json")}
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("slurm_as_local.py")), *command[1:]],
+        capture_output=True, text=True, check=False, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((tmp_path / "runs").rglob("summary.json"))) == 4
+    asked = json.loads((tmp_path / "launcher.json").read_text())
+    assert asked["clusters"] == ["slurm"]
+    parameters = asked["parameters"]  # conf/hydra/launcher/slurm_cluster.yaml, as SLURM would get it
+    assert (parameters["timeout_min"], parameters["cpus_per_task"], parameters["mem_gb"]) == (120, 2, 8)
+    assert parameters["slurm_array_parallelism"] == 64 and parameters["slurm_partition"] is None
+
+
 def test_weight_sweeps_run_only_where_the_weights_are(tmp_path: Path) -> None:
     """A DeePSim file in the cache adds the profile's DeePSim sweep; an empty cache leaves it out."""
     without = run_suite("--profile", "smoke", "--dry-run")
