@@ -30,7 +30,7 @@ import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -110,8 +110,8 @@ def tree_to_npz_bytes(tree: Mapping[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def load_tree(path: Path | str) -> dict[str, Any]:
-    """Read a file written by :func:`tree_to_npz_bytes`."""
+def load_tree(path: Path | str | IO[bytes]) -> dict[str, Any]:
+    """Read a file (or an open binary file object) written by :func:`tree_to_npz_bytes`."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}

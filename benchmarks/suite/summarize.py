@@ -9,8 +9,10 @@ Metrics per run (scores are the objective's, higher is better):
 * ``norm_best_ever``: activation / the best activation of any run on the same unit (GECCO 2022);
 * ``norm_gradient``: activation / white-box gradient ascent's best on that unit (upper reference);
 * ``norm_natural``: activation / the best noise-free score of the natural reference images;
-* ``evals_to_90``: evaluations until the generation-mean score first reaches 90 % of the way from
-  its first to its final value (mean of the last 3 generations);
+* ``evals_to_90``: evaluations until the generation-mean score first reaches 90 % of its final
+  value (the mean of the last 3 generations' means; empty when that is <= 0);
+* ``evals_to_90_gain``: evaluations until it first covers 90 % of the way from its first to its
+  final value (the same question for a unit whose baseline is far from 0);
 * ``generator_s``, ``subject_s``, ``optimizer_s``: wall time split, summed over generations.
 
     python benchmarks/suite/summarize.py benchmarks/results/quick [--gradient-steps 100]
@@ -133,8 +135,6 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int) -> dic
     final = lab.activations(record.codes[-1])
     best_scored = int(np.nanargmax(last)) if np.isfinite(last).any() else 0
     trajectory = np.nanmean(scores, axis=1)
-    first, end = trajectory[0], float(np.mean(trajectory[-3:]))
-    reached = np.flatnonzero(trajectory >= first + 0.9 * (end - first)) if end > first else np.zeros(0)
     subject = cfg["subject"]
     area = f"{subject.get('layer', 'analytic')}" if subject["name"] == "cnn_unit" else "V1 (analytic)"
     return {
@@ -155,12 +155,34 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int) -> dic
         "gradient_reference": lab.gradient,
         "natural_reference": lab.natural,
         "best_recorded": float(np.nanmax(scores)),
-        "evals_to_90": float((reached[0] + 1) * population) if len(reached) else float("nan"),
+        "evals_to_90": evaluations_to(trajectory, population, 0.9),
+        "evals_to_90_gain": evaluations_to(trajectory, population, 0.9, from_start=True),
         "trajectory": trajectory.tolist(),
         "population": population,
         **{k: float(np.sum(v)) for k, v in record.timings.items() if k != "total_s"},
         "optimizer_settings": record.provenance.get("optimizer", {}),
     }
+
+
+def evaluations_to(trajectory: np.ndarray, population: int, fraction: float, *, from_start: bool = False) -> float:
+    """Evaluations until the generation means ``trajectory`` (G,) first reach ``fraction`` of their
+    final value (mean of the last 3), counting whole generations of ``population``.
+
+    ``from_start``: ``fraction`` of the way from the first generation's mean to the final value
+    instead. NaN when the target is undefined (final value <= 0, or no gain from the start).
+    """
+    trajectory = np.asarray(trajectory, dtype=np.float64)
+    first, end = float(trajectory[0]), float(np.mean(trajectory[-3:]))
+    if from_start:
+        if not end > first:
+            return float("nan")
+        target = first + fraction * (end - first)
+    else:
+        if not end > 0:
+            return float("nan")
+        target = fraction * end
+    reached = np.flatnonzero(trajectory >= target)
+    return float((reached[0] + 1) * population) if reached.size else float("nan")
 
 
 def normalise(rows: list[dict[str, Any]]) -> None:
@@ -244,19 +266,30 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    areas = sorted({r["area"] for r in rows})
-    fig, axes = plt.subplots(1, len(areas), figsize=(5 * len(areas), 4), squeeze=False)
-    for ax, area in zip(axes[0], areas, strict=True):
-        for name in sorted({r["optimizer"] for r in rows}):
-            mine = [r for r in rows if r["area"] == area and r["optimizer"] == name]
-            if not mine:
-                continue
-            length = min(len(r["trajectory"]) for r in mine)
-            curves = np.array([np.asarray(r["trajectory"][:length]) / r["best_ever"] for r in mine])
-            evaluations = np.arange(1, length + 1) * mine[0]["population"]
-            ax.plot(evaluations, curves.mean(0), label=name)
-        ax.set(title=area, xlabel="evaluations", ylabel="generation mean / best ever")
-        ax.legend(fontsize=7)
+    # one panel per (generator,) area and noise level: averaging across them would mix unlike curves
+    several = len({r["generator"] for r in rows}) > 1
+    columns = sorted({_column(r, several)[:-1] for r in rows})
+    noises = sorted({r["noise"] for r in rows})
+    fig, axes = plt.subplots(
+        len(noises), len(columns), figsize=(5 * len(columns), 3.6 * len(noises)), squeeze=False
+    )
+    for i, noise in enumerate(noises):
+        for j, column in enumerate(columns):
+            ax = axes[i][j]
+            for name in sorted({r["optimizer"] for r in rows}):
+                mine = [
+                    r for r in rows
+                    if r["noise"] == noise and _column(r, several)[:-1] == column and r["optimizer"] == name
+                ]
+                if not mine:
+                    continue
+                length = min(len(r["trajectory"]) for r in mine)
+                curves = np.array([np.asarray(r["trajectory"][:length]) / r["best_ever"] for r in mine])
+                evaluations = np.arange(1, length + 1) * mine[0]["population"]
+                ax.plot(evaluations, curves.mean(0), label=f"{name} (n={len(mine)})")
+            ax.set(title=" / ".join([*column, f"noise {noise}"]), xlabel="evaluations",
+                   ylabel="generation mean / best ever")
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -37,7 +37,9 @@ def test_smoke_profile_writes_csv_table_and_plot(tmp_path: Path) -> None:
     for row in rows:
         assert 0 < float(row["norm_best_ever"]) <= 1.0 + 1e-9
         assert float(row["gradient_reference"]) > 0 and float(row["natural_reference"]) > 0
-        assert float(row["subject_s"]) > 0 and float(row["optimizer_s"]) > 0
+        assert float(row["subject_s"]) > 0 and float(row["optimizer_s"]) > 0 and float(row["generator_s"]) > 0
+        assert 0 < float(row["evals_to_90"]) <= int(row["evaluations"])
+        assert float(row["norm_natural"]) == pytest.approx(float(row["activation"]) / float(row["natural_reference"]))
     summary = (tmp_path / "summary.md").read_text()
     assert "| ga_ponce |" in summary and "torch" in summary
     # the smoke profile's DeePSim sweep needs real weights; with an empty cache it is left out, and said so
