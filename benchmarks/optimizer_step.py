@@ -77,6 +77,11 @@ def measure(
     t0 = time.perf_counter()
     optimizer = default_registry().build("optimizers", name, initial, seed=0, **kwargs)
     build_s = time.perf_counter() - t0
+    if optimizer.needs_white_box:  # gradient ascent: the same quadratic, differentiable
+        import torch
+
+        goal = torch.as_tensor(target, dtype=torch.float32)
+        optimizer.attach_white_box(lambda codes: -((codes - goal) ** 2).sum(1))
     times = []
     for _ in range(generations):
         t0 = time.perf_counter()

@@ -145,11 +145,16 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
     if exp.get("references"):
         sizes = [t.generator.image_size for t in threads]
         references = load_references(list(exp.references), max(sizes))
-    return Evolution(
-        threads, subject, seed=seed, generations=generations or 1, budget=budget,
-        references=references, reference_every=int(exp.get("reference_every", 1)),
-        recorder=recorder, on_generation=on_generation,
-    )
+    try:
+        return Evolution(
+            threads, subject, seed=seed, generations=generations or 1, budget=budget,
+            references=references, reference_every=int(exp.get("reference_every", 1)),
+            recorder=recorder, on_generation=on_generation,
+        )
+    except ValueError as err:  # e.g. a white-box optimizer with a subject that is not differentiable
+        for component in built:
+            getattr(component, "close", lambda: None)()
+        raise ConfigError(str(err)) from err
 
 
 def _progress(total: int, enabled: bool, initial: int = 0) -> tuple[Any, Any]:

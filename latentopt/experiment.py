@@ -130,6 +130,25 @@ class Evolution:
         self.recorder = recorder
         self.on_generation = on_generation
         self.block_size = max(t.generator.image_size for t in self.threads)
+        for thread in self.threads:
+            if thread.optimizer.needs_white_box:
+                thread.optimizer.attach_white_box(self._white_box(thread))
+
+    def _white_box(self, thread: Thread) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Noise-free, differentiable codes -> scores of one thread: the images it would show, fitted
+        to the block as in :meth:`step`, through the subject's ``respond_torch`` and the objective."""
+        generator, objective, subject = thread.generator, thread.objective, self.subject
+        if not (generator.differentiable and subject.differentiable):
+            raise ValueError(
+                f"optimizer {type(thread.optimizer).__name__} (thread {thread.name}) needs a differentiable "
+                f"generator and subject; {type(generator).__name__} differentiable={generator.differentiable}, "
+                f"{type(subject).__name__} differentiable={subject.differentiable}"
+            )
+
+        def scores(codes: torch.Tensor) -> torch.Tensor:
+            return objective.score(subject.respond_torch(self._fit(generator.generate(codes))))
+
+        return scores
 
     def finished(self, generation: int) -> bool:
         if self.budget is not None:

@@ -13,16 +13,25 @@ per optimizer with ``nan_policy``:
 * ``"carry"``: (genetic algorithms, XDream's rule) the code goes into the next generation unchanged.
 
 A generation whose scores are all NaN leaves the state untouched: the next ``ask`` proposes again.
+
+White-box optimizers (``needs_white_box = True``, e.g. gradient ascent on simulated neurons) also get
+a differentiable model of the loop, ``codes (n, d) tensor -> noise-free scores (n,) tensor``, through
+:meth:`Optimizer.attach_white_box`; the evolution loop attaches it when generator and subject are
+differentiable and refuses to start otherwise.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 NAN_POLICIES = ("worst", "drop", "carry")
+
+WhiteBox = Callable[[Any], Any]
+"""``codes`` (n, d) float32 torch tensor -> noise-free scores (n,) torch tensor, differentiable."""
 
 
 class OptimizerError(RuntimeError):
@@ -46,6 +55,7 @@ class Optimizer(ABC):
     """
 
     supported_nan_policies: tuple[str, ...] = ("worst", "drop")
+    needs_white_box: bool = False
 
     def __init__(self, initial_codes: np.ndarray, *, seed: int = 0, nan_policy: str = "worst") -> None:
         codes = np.asarray(initial_codes, dtype=np.float32)
@@ -66,6 +76,7 @@ class Optimizer(ABC):
         self._pending: np.ndarray | None = None
         self._best_code: np.ndarray | None = None
         self._best_score = float("nan")
+        self.white_box: WhiteBox | None = None
 
     # ------------------------------------------------------------------ public API
     def ask(self) -> np.ndarray:
@@ -146,6 +157,15 @@ class Optimizer(ABC):
     def describe(self) -> dict[str, Any]:
         """Resolved settings, recorded with every run and benchmark."""
         return {"class": type(self).__name__, "dim": self.dim, "nan_policy": self.nan_policy}
+
+    def attach_white_box(self, white_box: WhiteBox) -> None:
+        """Give a white-box optimizer its differentiable model of the loop (see the module docstring).
+
+        Not part of the state: whoever builds the optimizer attaches it again after a resume.
+        """
+        if not self.needs_white_box:
+            raise OptimizerError(f"{type(self).__name__} does not use a white-box model")
+        self.white_box = white_box
 
     @property
     def best(self) -> tuple[np.ndarray, float] | None:

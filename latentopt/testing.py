@@ -85,11 +85,16 @@ def check_objective(objective: Objective, *, channels: int = 3) -> None:
     assert np.allclose(objective.score(binned), scores, equal_nan=True), "time bins must be averaged"
 
 
-def quadratic_neuron(dim: int, *, seed: int = 0, scale: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
-    """An analytic model neuron in latent space: ``score = -|code - target|^2 / dim`` (max 0)."""
+def quadratic_neuron(dim: int, *, seed: int = 0, scale: float = 1.0) -> Callable[[Any], Any]:
+    """An analytic model neuron in latent space: ``score = -|code - target|^2 / dim`` (max 0).
+
+    Takes numpy codes ``(n, d)`` (returns numpy scores) or torch codes (returns differentiable torch
+    scores: the white-box model :func:`check_optimizer` gives to white-box optimizers)."""
     target = np.random.default_rng(seed).normal(0, scale, dim)
 
-    def score(codes: np.ndarray) -> np.ndarray:
+    def score(codes: Any) -> Any:
+        if isinstance(codes, torch.Tensor):
+            return -((codes - torch.as_tensor(target, dtype=codes.dtype)) ** 2).sum(1) / dim
         return -np.sum((codes - target) ** 2, axis=1) / dim
 
     return score
@@ -106,6 +111,8 @@ def check_optimizer(
 ) -> None:
     """The optimizer contract: shapes, seeding, NaN scores, exact state round trips, improvement.
 
+    A white-box optimizer (``needs_white_box``) gets the test neuron's differentiable form.
+
     Args:
         factory: ``factory(initial_codes, seed=..., **kwargs)`` returns an Optimizer.
         dim: code dimension of the test problem.
@@ -120,8 +127,11 @@ def check_optimizer(
     initial = rng.standard_normal((population, dim)).astype(np.float32)
     neuron = quadratic_neuron(dim, seed=1, scale=1.0)
 
-    def make(seed: int = 3) -> Optimizer:
-        return factory(initial.copy(), seed=seed, **kwargs)
+    def make(seed: int = 3, **extra: Any) -> Optimizer:
+        optimizer = factory(initial.copy(), seed=seed, **{**kwargs, **extra})
+        if optimizer.needs_white_box:
+            optimizer.attach_white_box(neuron)
+        return optimizer
 
     # shapes and seeding
     a, b = make(), make()
@@ -162,7 +172,7 @@ def check_optimizer(
     # NaN scores, under every policy the optimizer supports: a partly and a fully unscored
     # generation neither crash nor poison the state
     for policy in make().supported_nan_policies:
-        opt = factory(initial.copy(), seed=3, **{**kwargs, "nan_policy": policy})
+        opt = make(nan_policy=policy)
         codes = opt.ask()
         scores = neuron(codes)
         scores[::3] = np.nan

@@ -4,7 +4,8 @@ A first-party plugin shaped exactly like a third-party one: it registers its opt
 Hydra config folder through latentopt's pluggy hooks (entry point group ``latentopt``).
 
 Optimizers: ``sep_cma`` (the suite's default CMA), ``cholesky_cma``, ``sphere_cma``, ``hessian_cma``,
-``nevergrad``. :func:`gradient_ascent` is the white-box reference (not an ask/tell optimizer).
+``nevergrad``, and ``gradient_ascent`` (the white-box reference for simulated neurons; also callable
+directly as :func:`gradient_ascent`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from latentopt.plugins import hookimpl
 from latentopt_cmafamily.cholesky import CholeskyCMA
-from latentopt_cmafamily.gradient import GradientAscentResult, gradient_ascent
+from latentopt_cmafamily.gradient import GradientAscentOptimizer, GradientAscentResult, gradient_ascent
 from latentopt_cmafamily.hessian import HessianCMA, load_metric
 from latentopt_cmafamily.ng_bridge import NevergradOptimizer
 from latentopt_cmafamily.sep import SepCMA
@@ -26,6 +27,7 @@ OPTIMIZERS: dict[str, type] = {
     "sphere_cma": SphereCMA,
     "hessian_cma": HessianCMA,
     "nevergrad": NevergradOptimizer,
+    "gradient_ascent": GradientAscentOptimizer,
 }
 DEFAULT_CMA = "sep_cma"
 
@@ -33,6 +35,7 @@ __all__ = [
     "DEFAULT_CMA",
     "OPTIMIZERS",
     "CholeskyCMA",
+    "GradientAscentOptimizer",
     "GradientAscentResult",
     "HessianCMA",
     "NevergradOptimizer",

@@ -1,8 +1,11 @@
 """White-box gradient ascent on codes: the upper reference for simulated neurons.
 
-Not an ask/tell optimizer: it needs the generator, subject and objective themselves, differentiable
-end to end (``Generator.differentiable`` and ``Subject.differentiable``), as in the population-control
+It needs the generator, subject and objective themselves, differentiable end to end
+(``Generator.differentiable`` and ``Subject.differentiable``), as in the population-control
 syntheses of Bashivan, Kar & DiCarlo (2019). Each code of the batch is optimised independently.
+Two ways in: :func:`gradient_ascent` on the components directly (the benchmark suite's reference),
+and :class:`GradientAscentOptimizer`, registered as ``gradient_ascent``, which runs inside the
+ordinary evolution loop (records, resume, budget) with the white-box model the loop attaches.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import torch
 
 from latentopt.generator import Generator
 from latentopt.objective import Objective
+from latentopt.optimizer import Optimizer, OptimizerError
 from latentopt.subject import Subject
 
 OPTIMIZERS = ("adam", "sgd")
@@ -104,3 +108,103 @@ def gradient_ascent(
         evaluations=start.shape[0] * (steps + 1),
         settings={"steps": steps, "lr": lr, "optimizer": optimizer, "max_norm": max_norm},
     )
+
+
+class GradientAscentOptimizer(Optimizer):
+    """Gradient ascent as an ask/tell optimizer: each generation shows the current codes; ``tell``
+    then takes one step of each code up the noise-free white-box gradient.
+
+    The scores told (noisy, as the subject gave them) are recorded and tracked as the best, but do
+    not steer: the step follows the white-box model the evolution loop attaches (generator ->
+    subject's ``respond_torch`` -> objective). It is the upper reference for simulated neurons in
+    the same budget of shown images, not a method for real neurons.
+
+    Args:
+        initial_codes: ``(n, d)`` starting codes; the population is ``n`` (``population_size``).
+        seed: kept for the interface; the method is deterministic.
+        lr: step size (Adam: about the change of each coordinate per step; SGD: gradient factor).
+        stepper: ``"adam"`` (Kingma & Ba 2015, β = 0.9, 0.999) or ``"sgd"``.
+        max_norm: codes are projected back into the ball of this norm after each step (e.g. ~300
+            for DeePSim fc6, where evolved codes live); None = no bound.
+        nan_policy: ``worst`` or ``drop`` (only the best-code tracking sees the scores).
+    """
+
+    needs_white_box = True
+    _BETAS = (0.9, 0.999)
+    _EPS = 1e-8
+
+    def __init__(
+        self,
+        initial_codes: np.ndarray,
+        *,
+        seed: int = 0,
+        lr: float = 0.05,
+        stepper: str = "adam",
+        max_norm: float | None = None,
+        nan_policy: str = "worst",
+    ) -> None:
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
+        if stepper not in OPTIMIZERS:
+            raise ValueError(f"optimizer.stepper must be one of {OPTIMIZERS}, got {stepper!r}")
+        if not lr > 0:
+            raise ValueError(f"optimizer.lr must be > 0, got {lr}")
+        if max_norm is not None and not max_norm > 0:
+            raise ValueError(f"optimizer.max_norm must be > 0 or null, got {max_norm}")
+        self.lr, self.stepper, self.max_norm = float(lr), stepper, None if max_norm is None else float(max_norm)
+        self._codes = np.asarray(initial_codes, dtype=np.float64).copy()
+        self._m = np.zeros_like(self._codes)
+        self._v = np.zeros_like(self._codes)
+        self._steps = 0
+
+    @classmethod
+    def contract_kwargs(cls) -> dict[str, Any]:
+        return {"kwargs": {"lr": 0.1}}
+
+    def _ask(self) -> np.ndarray:
+        return self._codes.astype(np.float32)
+
+    def gradient(self) -> np.ndarray:
+        """``(n, d)`` gradient of the white-box scores at the current codes."""
+        if self.white_box is None:
+            raise OptimizerError(
+                "gradient_ascent has no white-box model: run it in an evolution with a differentiable "
+                "generator and subject (or call attach_white_box)"
+            )
+        codes = torch.tensor(self._codes, dtype=torch.float32, requires_grad=True)
+        with torch.enable_grad():
+            self.white_box(codes).sum().backward()
+        assert codes.grad is not None
+        grad = codes.grad.detach().cpu().numpy().astype(np.float64)
+        if not np.isfinite(grad).all():
+            raise OptimizerError("gradient_ascent: the white-box gradient is not finite")
+        return grad
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        grad = self.gradient()
+        self._steps += 1
+        if self.stepper == "adam":
+            b1, b2 = self._BETAS
+            self._m = b1 * self._m + (1 - b1) * grad
+            self._v = b2 * self._v + (1 - b2) * grad**2
+            m_hat = self._m / (1 - b1**self._steps)
+            v_hat = self._v / (1 - b2**self._steps)
+            self._codes += self.lr * m_hat / (np.sqrt(v_hat) + self._EPS)
+        else:
+            self._codes += self.lr * grad
+        if self.max_norm is not None:
+            norms = np.maximum(np.linalg.norm(self._codes, axis=1, keepdims=True), 1e-12)
+            self._codes *= np.minimum(1.0, self.max_norm / norms)
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {"codes": self._codes.copy(), "m": self._m.copy(), "v": self._v.copy(), "steps": self._steps}
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        self._codes = np.asarray(state["codes"], dtype=np.float64).copy()
+        self._m = np.asarray(state["m"], dtype=np.float64).copy()
+        self._v = np.asarray(state["v"], dtype=np.float64).copy()
+        self._steps = int(state["steps"])
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "population": int(self._codes.shape[0]), "lr": self.lr,
+                "stepper": self.stepper, "max_norm": self.max_norm,
+                "note": "white-box upper reference: steps follow the noise-free gradient, not the told scores"}

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from latentopt.optimizer import Optimizer
 from latentopt_cmafamily import OPTIMIZERS
@@ -30,9 +31,18 @@ def make_factory(name: str, **fixed: Any) -> Factory:
         if name == "hessian_cma" and "metric" not in kw and "eigvecs" not in extra:
             basis, spectrum = hessian_basis(dim, min(dim, 32))
             extra.update(eigvecs=basis, eigvals=spectrum, exponent=0.0)
-        return OPTIMIZERS[name](initial_codes, seed=seed, **{**extra, **kw})
+        optimizer = OPTIMIZERS[name](initial_codes, seed=seed, **{**extra, **kw})
+        if optimizer.needs_white_box:  # gradient ascent: a differentiable neuron (tests may attach their own)
+            optimizer.attach_white_box(torch_quadratic(np.full(dim, 0.5)))
+        return optimizer
 
     return factory
+
+
+def torch_quadratic(target: np.ndarray) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The white-box form of ``-|code - target|^2``: torch codes ``(n, d)`` -> scores ``(n,)``."""
+    goal = torch.as_tensor(target, dtype=torch.float32)
+    return lambda codes: -((codes - goal) ** 2).sum(1)
 
 
 @pytest.fixture(params=sorted(OPTIMIZERS))
