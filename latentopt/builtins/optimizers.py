@@ -189,6 +189,15 @@ class PycmaES(Optimizer):
             raise ValueError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
         if sigma0 <= 0:
             raise ValueError(f"optimizer.sigma0 must be > 0, got {sigma0}")
+        if not diagonal and self.dim >= 1024:
+            # C and its eigenbasis B: 2 x 8 d^2 bytes, pickled into every generation's record
+            warnings.warn(
+                f"optimizer cmaes: full covariance at d = {self.dim} writes about {16 * self.dim**2 / 1e6:.0f} MB "
+                f"of optimizer state into every generation's record and updates slowly; "
+                f"sep_cma or cmaes_diag suit this dimension (GECCO 2022: diagonal did as well)",
+                UserWarning,
+                stacklevel=2,
+            )
         codes = np.asarray(initial_codes, dtype=np.float64)
         x0 = codes.mean(0) if centre == "mean" else np.zeros(self.dim)
         self.popsize = int(codes.shape[0])

@@ -138,3 +138,14 @@ def test_pycma_state_does_not_grow_with_generations():
         sizes.append(len(tree_to_npz_bytes(opt.state_dict())))
     assert sizes[-1] <= 1.05 * sizes[4], sizes
     assert len(opt.es.sent_solutions) == 0
+
+
+def test_full_covariance_in_high_dimension_warns_about_record_size():
+    import warnings
+
+    with pytest.warns(UserWarning, match=r"full covariance at d = 1024 writes about 17 MB"):
+        PycmaES(np.zeros((8, 1024), np.float32), seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        PycmaES(np.zeros((8, 1024), np.float32), seed=0, diagonal=True)
+        PycmaES(np.zeros((8, 512), np.float32), seed=0)
