@@ -5,7 +5,7 @@ A profile (``profiles/<name>.yaml``) lists overrides common to every run and one
 ``conf/`` on Hydra's search path (unit, noise and optimizer presets). Runs land in ``OUT/runs/``,
 each a normal latentopt run folder; ``summarize.py`` turns them into CSV, a markdown table and plots.
 
-    python benchmarks/suite/run.py --profile quick                 # workers: auto (cpu_count // 2)
+    python benchmarks/suite/run.py --profile quick                 # workers: auto (see resolve_workers)
     python benchmarks/suite/run.py --profile quick --workers 2     # 2 joblib workers x 1 thread
     python benchmarks/suite/run.py --profile full --launcher submitit_local --workers 2  # cluster config, locally
     python benchmarks/suite/run.py --profile full                  # SLURM via submitit
@@ -17,11 +17,14 @@ printed, written to ``OUT/generators.json`` and repeated in ``summary.md``.
 
 Torch threads per run are ``cpu_count // workers`` (``--threads`` to change; set through
 ``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. ``workers: auto`` (the quick
-profile's) is ``cpu_count // 2``: runs of two threads each. Measured on 2 cores, quick profile: one
-2-thread run at a time took 579 s, two 1-thread joblib workers 578 s (with the CNN subject's batches
-of 40: 653 s and 772 s; the forward pass cost 8.1 ms/image with 2 threads, 19.8 ms/image in each of
-two concurrent 1-thread processes). On a small machine threads do as well as processes; joblib pays
-off with cores to spare, and on a cluster through submitit.
+profile's) is ``cpu_count // 2`` runs of two
+threads, and at least two runs on 2 or 3 cores. Measured on 2 cores, quick profile (runs only,
+CNN subject's batches of 10): two 1-thread joblib workers 499 s and 494 s against 549 s and 519 s for
+one 2-thread run at a time (1.10x, 1.05x; an earlier session: 578 s vs 579 s) and 924 s for one
+1-thread run (1.85x). With batches of 40 the threads won (653 s against 772 s): the forward pass
+cost 8.1 ms/image with 2 threads, 19.8 ms/image in each of two concurrent 1-thread processes. On 2
+cores processes gain little over threads; they pay off with cores to spare, and on a cluster
+through submitit.
 """
 
 from __future__ import annotations
@@ -51,9 +54,11 @@ def load_profile(name: str) -> dict[str, Any]:
 
 
 def resolve_workers(value: int | str) -> int:
-    """Parallel runs: a number, or ``auto`` = ``cpu_count // 2`` (runs of two torch threads each)."""
+    """Parallel runs: a number, or ``auto`` = ``cpu_count // 2`` runs of two torch threads each, but at
+    least two runs where there are two cores (on 2 cores two 1-thread runs beat one 2-thread run)."""
     if value == "auto":
-        return max(1, (os.cpu_count() or 1) // 2)
+        cores = os.cpu_count() or 1
+        return max(min(2, cores), cores // 2)
     try:
         workers = int(value)
     except (TypeError, ValueError):
@@ -179,8 +184,9 @@ def main() -> None:
     (out / label).write_text(json.dumps(timing, indent=1))
     print(f"profile {args.profile}: {wall:.0f} s with {launcher} x {workers} ({threads} threads each)", flush=True)
     if not args.no_summary:
-        steps = str(profile.get("gradient_steps", 100))
-        subprocess.run([sys.executable, str(HERE / "summarize.py"), str(out), "--gradient-steps", steps], check=True)
+        reference = ["--gradient-steps", str(profile.get("gradient_steps", 300)),
+                     "--gradient-lr", str(profile.get("gradient_lr", 0.2))]
+        subprocess.run([sys.executable, str(HERE / "summarize.py"), str(out), *reference], check=True)
         total = time.perf_counter() - start
         timing["total_with_summary_s"] = total
         (out / label).write_text(json.dumps(timing, indent=1))

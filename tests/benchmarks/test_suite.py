@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -47,6 +48,7 @@ def test_smoke_profile_writes_csv_table_and_plot(tmp_path: Path) -> None:
     assert status["deepsim_fc6"].startswith("not run: DeePSim fc6 weights are not on this machine")
     assert "- deepsim_fc6: not run: DeePSim fc6 weights are not on this machine" in summary
     assert "- pixel: 4 runs (no weight file)" in summary
+    assert "the best noise-free score of 5 Adam steps at lr 0.2 on the codes" in summary
     assert "Runs: 4 finished\n" in summary  # Hydra's .hydra/config.yaml copies are not runs
     assert (tmp_path / "trajectories.png").stat().st_size > 0
 
@@ -100,10 +102,18 @@ def test_weight_sweeps_run_only_where_the_weights_are(tmp_path: Path) -> None:
     assert "generator.image_size" not in command  # the offline generators' overrides stay with their sweeps
 
 
-def test_workers_auto_is_half_the_cores_and_bad_values_are_named() -> None:
+def test_workers_auto_is_half_the_cores_at_least_two_and_bad_values_are_named(monkeypatch) -> None:
+    spec = importlib.util.spec_from_file_location("suite_run", SUITE / "run.py")
+    assert spec is not None and spec.loader is not None
+    suite_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite_run)
+    for cores, workers in [(1, 1), (2, 2), (3, 2), (4, 2), (8, 4), (None, 1)]:
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert suite_run.resolve_workers("auto") == workers, cores
+    monkeypatch.undo()
     proc = run_suite("--profile", "smoke", "--launcher", "joblib", "--workers", "auto", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    workers = max(1, (os.cpu_count() or 1) // 2)
+    workers = suite_run.resolve_workers("auto")
     if workers == 1:  # one worker: the runs go one after another, without a joblib pool
         assert "hydra/launcher=" not in proc.stdout
     else:

@@ -77,3 +77,33 @@ def test_trajectory_plot_has_a_panel_per_area_and_noise(tmp_path):
 
     width, height = Image.open(tmp_path / "t.png").size
     assert (width, height) == (1000, 720)  # 2 areas x 2 noise levels at 5 x 3.6 inches, 100 dpi
+
+
+def _gabor_unit(**generator: Any) -> dict[str, Any]:
+    return {
+        "generator": {"name": "pixel", "image_size": 64, "resolution": 8, "init_scale": 0.5, "device": "cpu",
+                      **generator},
+        "subject": {"name": "gabor_v1", "orientations_deg": [45.0], "wavelength": 8.0, "sigma": 6.0, "size": 64,
+                    "gain": 10.0, "device": "cpu"},
+        "objective": {"name": "single_unit", "unit": 0},
+        "experiment": {"references": []},
+    }
+
+
+def test_gradient_reference_takes_steps_and_learning_rate_and_is_the_noise_free_score():
+    """The upper reference is gradient ascent's best noise-free score; the suite's learning rate (0.2)
+    climbs well past the old 0.05 in the same number of steps on the analytic V1 cell."""
+    slow = summarize.UnitLab(_gabor_unit(), gradient_steps=30, gradient_lr=0.05)
+    fast = summarize.UnitLab(_gabor_unit(), gradient_steps=30, gradient_lr=summarize.GRADIENT_LR)
+    start = fast.generator.initial_codes(4, rng=np.random.default_rng(0))
+    assert fast.gradient > 1.5 * slow.gradient > 0
+    assert fast.gradient > fast.activations(start).max()
+    assert math.isnan(summarize.UnitLab(_gabor_unit(), gradient_steps=0).gradient)
+
+
+def test_summarize_cli_names_a_bad_gradient_setting(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(summarize, "summarize", lambda *a, **k: pytest.fail("must not run"))
+    monkeypatch.setattr("latentopt.runtime.maybe_reexec_with_tcmalloc", lambda: None)
+    monkeypatch.setattr("sys.argv", ["summarize.py", str(tmp_path), "--gradient-lr", "0"])
+    with pytest.raises(SystemExit, match=r"--gradient-lr > 0, got 300 and 0\.0"):
+        summarize.main()
