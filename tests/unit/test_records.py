@@ -42,7 +42,7 @@ def test_atomic_write_never_overwrites(tmp_path):
 def test_damaged_generation_file_names_the_file(tmp_path):
     path = tmp_path / "gen.npz"
     path.write_bytes(tree_to_npz_bytes({"a": np.zeros(100)})[:50])
-    with pytest.raises(RecordError, match="gen.npz is damaged"):
+    with pytest.raises(RecordError, match=r"gen\.npz is damaged"):
         load_tree(path)
 
 

@@ -71,11 +71,11 @@ def test_readout_happens_before_in_place_ops():
 
 
 def test_bad_layer_channel_position_are_clear():
-    with pytest.raises(ValueError, match="subject.layer: 'V9'"):
+    with pytest.raises(ValueError, match=r"subject\.layer: 'V9'"):
         CNNUnitSubject(layer="V9", device="cpu")
     with pytest.raises(ValueError, match=r"subject.channels: \[999\]"):
         CNNUnitSubject(layer="V1", channels=[999], device="cpu")
-    with pytest.raises(ValueError, match="subject.position"):
+    with pytest.raises(ValueError, match=r"subject\.position"):
         CNNUnitSubject(layer="V1", position=[100, 100], device="cpu")
 
 
@@ -107,7 +107,7 @@ def test_noise_models_statistics():
     pois = NoiseModel("poisson", gain=2.0).apply(r, rng)
     assert np.allclose(pois, np.round(pois)) and abs(pois.mean() - 8.0) < 0.05 and abs(pois.var() - 8.0) < 0.2
     assert np.array_equal(NoiseModel().apply(r, rng), r)
-    with pytest.raises(ValueError, match="noise.kind"):
+    with pytest.raises(ValueError, match=r"noise\.kind"):
         make_noise({"kind": "gaussian"})
 
 

@@ -89,7 +89,7 @@ def _leftovers(dest: Path) -> list[str]:
 
 
 def test_good_file_is_downloaded_whole_and_atomically(server, tmp_path):
-    url, state = server
+    url, _state = server
     dest = tmp_path / "cache" / "w.pt"
     assert download(url, dest, progress=False) == dest
     assert dest.read_bytes() == GOOD
