@@ -184,8 +184,9 @@ def main() -> None:
     (out / label).write_text(json.dumps(timing, indent=1))
     print(f"profile {args.profile}: {wall:.0f} s with {launcher} x {workers} ({threads} threads each)", flush=True)
     if not args.no_summary:
-        reference = ["--gradient-steps", str(profile.get("gradient_steps", 300)),
-                     "--gradient-lr", str(profile.get("gradient_lr", 0.2))]
+        # the profile's gradient-reference settings; summarize.py's defaults where it has none
+        reference = [f"--{key.replace('_', '-')}={profile[key]}" for key in ("gradient_steps", "gradient_lr")
+                     if key in profile]
         subprocess.run([sys.executable, str(HERE / "summarize.py"), str(out), *reference], check=True)
         total = time.perf_counter() - start
         timing["total_with_summary_s"] = total

@@ -48,7 +48,8 @@ CMA_FAMILY_PREFIXES = (
     "cmaes",
 )
 GA_REFERENCE = "ga_ponce"
-GRADIENT_LR = 0.2  # Adam learning rate of the gradient-ascent reference (see the module docstring)
+GRADIENT_STEPS = 300  # Adam steps and learning rate of the gradient-ascent reference (module docstring)
+GRADIENT_LR = 0.2
 
 
 class UnitLab:
@@ -319,7 +320,9 @@ def generator_lines(folder: Path, rows: list[dict[str, Any]]) -> dict[str, str]:
     return lines
 
 
-def summarize(folder: Path, *, gradient_steps: int = 300, gradient_lr: float = GRADIENT_LR) -> list[dict[str, Any]]:
+def summarize(
+    folder: Path, *, gradient_steps: int = GRADIENT_STEPS, gradient_lr: float = GRADIENT_LR
+) -> list[dict[str, Any]]:
     """Write ``runs.csv``, ``summary.md`` and ``trajectories.png`` into ``folder``."""
     from latentopt.records import library_versions
 
@@ -367,7 +370,7 @@ def main() -> None:
     maybe_reexec_with_tcmalloc()  # torch on glibc malloc is several times slower here (runtime.py)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--gradient-steps", type=int, default=300, help="Adam steps of the gradient reference")
+    parser.add_argument("--gradient-steps", type=int, default=GRADIENT_STEPS, help="Adam steps of the reference")
     parser.add_argument("--gradient-lr", type=float, default=GRADIENT_LR, help="its learning rate")
     args = parser.parse_args()
     if args.gradient_steps < 0 or not args.gradient_lr > 0:

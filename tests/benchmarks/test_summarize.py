@@ -79,10 +79,9 @@ def test_trajectory_plot_has_a_panel_per_area_and_noise(tmp_path):
     assert (width, height) == (1000, 720)  # 2 areas x 2 noise levels at 5 x 3.6 inches, 100 dpi
 
 
-def _gabor_unit(**generator: Any) -> dict[str, Any]:
+def _gabor_unit() -> dict[str, Any]:
     return {
-        "generator": {"name": "pixel", "image_size": 64, "resolution": 8, "init_scale": 0.5, "device": "cpu",
-                      **generator},
+        "generator": {"name": "pixel", "image_size": 64, "resolution": 8, "init_scale": 0.5, "device": "cpu"},
         "subject": {"name": "gabor_v1", "orientations_deg": [45.0], "wavelength": 8.0, "sigma": 6.0, "size": 64,
                     "gain": 10.0, "device": "cpu"},
         "objective": {"name": "single_unit", "unit": 0},
@@ -101,7 +100,7 @@ def test_gradient_reference_takes_steps_and_learning_rate_and_is_the_noise_free_
     assert math.isnan(summarize.UnitLab(_gabor_unit(), gradient_steps=0).gradient)
 
 
-def test_summarize_cli_names_a_bad_gradient_setting(tmp_path, monkeypatch, capsys):
+def test_summarize_cli_names_a_bad_gradient_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(summarize, "summarize", lambda *a, **k: pytest.fail("must not run"))
     monkeypatch.setattr("latentopt.runtime.maybe_reexec_with_tcmalloc", lambda: None)
     monkeypatch.setattr("sys.argv", ["summarize.py", str(tmp_path), "--gradient-lr", "0"])
