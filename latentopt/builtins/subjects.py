@@ -65,7 +65,9 @@ class CNNUnitSubject(Subject):
     Args:
         layer: module name (e.g. ``_blocks.12``, ``_fc``) or an area preset ``V1``, ``V4``, ``PIT``.
         channels: one channel index or a list of them.
-        position: ``"centre"`` or ``[row, col]`` in the layer's feature map.
+        position: ``"centre"`` (or ``"center"``): row ``H // 2``, column ``W // 2`` of the layer's
+            ``H x W`` feature map, 0-based, so for an even size the lower/right of the two middle
+            positions ((7, 7) of V4's 14 x 14 map at 224 px); or ``[row, col]``, 0-based.
         noise: ``{kind: none|multiplicative|poisson, level: s, gain: g}``.
         weights: state-dict file (default: the packaged ImageNet weights).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
