@@ -1,0 +1,115 @@
+"""Noise streams and resume: noise changes from generation to generation, repeats for the same seed and
+generation, and a run stopped after k generations and resumed equals the uninterrupted run exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import TINY, run_cli
+from omegaconf import DictConfig
+
+import latentopt
+from latentopt.experiment import noise_rng
+
+REFERENCES = "experiment.references=[astronaut,chelsea,coffee]"
+NOISE = {
+    "multiplicative": ["subject.noise.kind=multiplicative", "subject.noise.level=0.3"],
+    "poisson": ["subject.noise.kind=poisson", "subject.noise.gain=20.0"],
+}
+OPTIMIZERS = {
+    "ga_ponce": [],
+    "cmaes_diag": ["optimizer=cmaes_diag", "optimizer.sigma0=0.5"],
+}
+
+
+def _tiny(*extra: str) -> list[str]:
+    """TINY with the references shown every generation (the same images: only the noise changes them)."""
+    args = [a for a in TINY if not a.startswith("experiment.references")] + [REFERENCES, *extra]
+    if any(a.startswith("optimizer=") and a != "optimizer=ga_ponce" for a in extra):
+        args = [a for a in args if not a.startswith("optimizer.n_elite")]
+    return args
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="latentopt.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def _run(run_dir: Path, overrides: list[str]) -> latentopt.RunRecord:
+    """A run through the CLI's own ``run_from_config``, in this process (seconds, not a subprocess each)."""
+    from latentopt.cli import run_from_config
+
+    run_from_config(_compose(overrides), run_dir)
+    return latentopt.load_run(run_dir)
+
+
+def _resume(run_dir: Path, generations: int, monkeypatch: pytest.MonkeyPatch) -> latentopt.RunRecord:
+    """``latentopt-resume RUN experiment.generations=N``, in this process."""
+    from latentopt.cli import resume_main
+
+    monkeypatch.setenv("LATENTOPT_TCMALLOC", "0")  # never re-execute the test process
+    resume_main([str(run_dir), f"experiment.generations={generations}"])
+    return latentopt.load_run(run_dir)
+
+
+def _assert_same_run(a: latentopt.RunRecord, b: latentopt.RunRecord) -> None:
+    assert a.generations == b.generations
+    for name in ("codes", "scores", "responses", "reference_responses"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_noise_stream_depends_on_seed_and_generation_only():
+    draws = {(s, g): noise_rng(s, g).standard_normal(16) for s in (0, 1) for g in (0, 1, 2, 7)}
+    for (s, g), x in draws.items():
+        np.testing.assert_array_equal(x, noise_rng(s, g).standard_normal(16))  # reproducible
+        for (s2, g2), y in draws.items():
+            if (s, g) != (s2, g2):
+                assert not np.allclose(x, y), ((s, g), (s2, g2))
+
+
+@pytest.mark.parametrize("kind", list(NOISE))
+def test_subject_noise_differs_between_generations_and_repeats_for_the_same_seed(tmp_path, kind):
+    """The same reference images are shown every generation: noise-free their responses are equal, with
+    noise every generation draws afresh, and the same seed draws the same again."""
+    generations = ["experiment.generations=4"]
+    clean = _run(tmp_path / "clean", _tiny(*generations)).reference_responses
+    assert (clean > 0.05).all(), "the reference responses are too small to see the noise"
+    np.testing.assert_array_equal(clean, np.broadcast_to(clean[0], clean.shape))
+
+    noisy = _run(tmp_path / "a", _tiny(*generations, *NOISE[kind])).reference_responses
+    again = _run(tmp_path / "b", _tiny(*generations, *NOISE[kind])).reference_responses
+    np.testing.assert_array_equal(noisy, again)
+    for g in range(4):
+        for h in range(g):
+            assert not np.array_equal(noisy[g], noisy[h]), f"generations {h} and {g} drew the same noise"
+    other_seed = _run(tmp_path / "c", _tiny(*generations, *NOISE[kind], "seed=1")).reference_responses
+    assert not np.array_equal(noisy, other_seed)
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+def test_run_resumed_after_k_generations_equals_the_uninterrupted_run(tmp_path, monkeypatch, optimizer):
+    """Every generation's codes, scores and noisy responses; catches a resume restoring another
+    generation's optimizer state or noise stream."""
+    args = _tiny(*OPTIMIZERS[optimizer], *NOISE["multiplicative"])
+    straight = _run(tmp_path / "straight", [*args, "experiment.generations=7"])
+    _run(tmp_path / "resumed", [*args, "experiment.generations=3"])
+    resumed = _resume(tmp_path / "resumed", 7, monkeypatch)
+    _assert_same_run(straight, resumed)
+    assert straight.optimizer_state()["generation"] == resumed.optimizer_state()["generation"] == 7
+
+
+def test_noisy_cli_run_stopped_and_resumed_equals_the_uninterrupted_run(tmp_path):
+    """The console scripts themselves: ``latentopt ... experiment.generations=3`` then
+    ``latentopt-resume RUN experiment.generations=6`` equals ``latentopt ... experiment.generations=6``."""
+    args = _tiny(*NOISE["multiplicative"])
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run_cli([*args, "experiment.generations=6", f"hydra.run.dir={straight}"])
+    run_cli([*args, "experiment.generations=3", f"hydra.run.dir={resumed}"])
+    run_cli([str(resumed), "experiment.generations=6"], entry="resume_main")
+    a, b = latentopt.load_run(straight), latentopt.load_run(resumed)
+    assert a.generations == 6
+    _assert_same_run(a, b)
