@@ -4,6 +4,7 @@ generation, and a run stopped after k generations and resumed equals the uninter
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,7 +12,11 @@ from conftest import TINY, run_cli
 from omegaconf import DictConfig
 
 import latentopt
-from latentopt.experiment import noise_rng
+from latentopt.builtins.generators import PixelGenerator
+from latentopt.builtins.objectives import SingleUnit
+from latentopt.builtins.subjects import GaborV1Subject
+from latentopt.experiment import Evolution, Thread, noise_rng
+from latentopt.optimizer import Optimizer
 
 REFERENCES = "experiment.references=[astronaut,chelsea,coffee]"
 NOISE = {
@@ -88,6 +93,52 @@ def test_subject_noise_differs_between_generations_and_repeats_for_the_same_seed
             assert not np.array_equal(noisy[g], noisy[h]), f"generations {h} and {g} drew the same noise"
     other_seed = _run(tmp_path / "c", _tiny(*generations, *NOISE[kind], "seed=1")).reference_responses
     assert not np.array_equal(noisy, other_seed)
+
+
+class _SameCodes(Optimizer):
+    """Asks the same codes every generation: any change in the responses is the subject's noise."""
+
+    def __init__(self, initial_codes: np.ndarray) -> None:
+        super().__init__(initial_codes)
+        self.codes = np.asarray(initial_codes, np.float32).copy()
+
+    def _ask(self) -> np.ndarray:
+        return self.codes
+
+    def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        pass
+
+    def _state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _responses_of_the_same_block(noise: dict[str, Any], seed: int, start: int = 0) -> np.ndarray:
+    """Responses of a GaborV1 cell to the same 10 pixel images in 4 generations of the loop from ``start``."""
+    generator = PixelGenerator(image_size=32, resolution=4)
+    codes = generator.initial_codes(10, rng=np.random.default_rng(0))
+    subject = GaborV1Subject(size=32, gain=1000.0, noise=noise, device="cpu")
+    evolution = Evolution([Thread("main", generator, _SameCodes(codes), SingleUnit())], subject, seed=seed,
+                          generations=start + 4)
+    return np.stack([r.responses for r in evolution.run(start_generation=start)])
+
+
+@pytest.mark.parametrize("noise", [{"kind": "multiplicative", "level": 0.3}, {"kind": "poisson", "gain": 5.0}],
+                         ids=["multiplicative", "poisson"])
+def test_the_same_block_gets_fresh_noise_every_generation_and_the_same_for_the_same_seed(noise):
+    clean = _responses_of_the_same_block({"kind": "none"}, seed=0)
+    assert (clean > 0.01).all()
+    np.testing.assert_array_equal(clean, np.broadcast_to(clean[0], clean.shape))
+    noisy = _responses_of_the_same_block(noise, seed=0)
+    for g in range(4):
+        for h in range(g):
+            assert not np.array_equal(noisy[g], noisy[h]), f"generations {h} and {g} drew the same noise"
+    np.testing.assert_array_equal(noisy, _responses_of_the_same_block(noise, seed=0))
+    assert not np.array_equal(noisy, _responses_of_the_same_block(noise, seed=1))
+    # a loop started at generation 2 (a resume) draws generation 2's noise, not generation 0's
+    np.testing.assert_array_equal(_responses_of_the_same_block(noise, seed=0, start=2)[:2], noisy[2:])
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
