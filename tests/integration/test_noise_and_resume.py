@@ -8,13 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import TINY, run_cli
 from omegaconf import DictConfig
 
 import latentopt
 from latentopt.builtins.generators import PixelGenerator
+from latentopt.builtins.noise import NoiseModel
 from latentopt.builtins.objectives import SingleUnit
-from latentopt.builtins.subjects import GaborV1Subject
+from latentopt.builtins.subjects import CNNUnitSubject, GaborV1Subject
 from latentopt.experiment import Evolution, Thread, noise_rng
 from latentopt.optimizer import Optimizer
 
@@ -139,6 +141,26 @@ def test_the_same_block_gets_fresh_noise_every_generation_and_the_same_for_the_s
     assert not np.array_equal(noisy, _responses_of_the_same_block(noise, seed=1))
     # a loop started at generation 2 (a resume) draws generation 2's noise, not generation 0's
     np.testing.assert_array_equal(_responses_of_the_same_block(noise, seed=0, start=2)[:2], noisy[2:])
+
+
+@pytest.mark.parametrize("noise", [NoiseModel("multiplicative", level=0.3), NoiseModel("poisson", gain=20.0)],
+                         ids=["multiplicative", "poisson"])
+def test_in_silico_monkey_draws_its_noise_from_the_generations_stream(noise):
+    """The CNN subject applies its noise model to the clean responses with the stream it is given."""
+    images = torch.rand(6, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    subject = CNNUnitSubject(layer="V1", channels=[0, 5, 9], noise=noise, device="cpu")
+    try:
+        with torch.no_grad():
+            clean = subject.respond_torch(images).double().numpy()
+        ids = [f"i{k}" for k in range(6)]
+        by_generation = [subject.respond(images, image_ids=ids, rng=noise_rng(0, g)) for g in range(3)]
+        for g, noisy in enumerate(by_generation):
+            np.testing.assert_allclose(noisy, noise.apply(clean, noise_rng(0, g)), rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(noisy, subject.respond(images, image_ids=ids, rng=noise_rng(0, g)))
+        assert not np.array_equal(by_generation[0], by_generation[1])
+        assert not np.array_equal(by_generation[1], by_generation[2])
+    finally:
+        subject.close()
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
