@@ -89,8 +89,7 @@ def test_npz_with_pickled_objects_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("ids", "values", "message"),
-    [(["a", "b"], np.ones((3, 1)), "rows"), (["a"], np.array([[np.inf]]), "infinite"),
-     (["a"], np.ones((1, 2, 3)), "bin edges")],
+    [(["a", "b"], np.ones((3, 1)), "rows"), (["a"], np.ones((1, 2, 3)), "bin edges")],
 )
 def test_inconsistent_contents_are_refused(ids: list[str], values: np.ndarray, message: str) -> None:
     with pytest.raises(ResponseFileError, match=message):
@@ -104,3 +103,15 @@ def test_csv_needs_its_end_line_and_unknown_suffix_refused() -> None:
         read_response_bytes("block001.csv", data.replace(b"# end\n", b""))
     with pytest.raises(ResponseFileError, match="unknown response file type"):
         read_response_bytes("block001.pkl", data)
+
+
+def test_impossible_values_make_their_trial_not_shown_and_are_listed() -> None:
+    """inf, |x| > 1e9 and negative spike counts: that trial becomes NaN (re-queued), the others stay."""
+    evoked = TrialResponses(["a", "b", "c", "d"], np.array([[np.inf], [-1e300], [-3.0], [np.nan]])).validate()
+    assert evoked.invalid == {0: "infinite value", 1: "magnitude above 1e+09"}
+    np.testing.assert_array_equal(evoked.values, [[np.nan], [np.nan], [-3.0], [np.nan]])  # negative evoked is fine
+    counts = np.ones((2, 1, 3))
+    counts[1, 0, 2] = -1
+    binned = TrialResponses(["a", "b"], counts, EDGES).validate()
+    assert binned.invalid == {1: "negative spike count"}
+    assert np.isnan(binned.values[1]).all() and (binned.values[0] == 1).all()
