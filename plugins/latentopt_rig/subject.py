@@ -192,7 +192,8 @@ class RigSubject(Subject):
                 except ResponseFileError as err:
                     arrival.error = str(err)
             if arrival.error is not None:
-                kept = "not read; name and reason recorded" if arrival.refused else "archived"
+                extras.setdefault("unusable_files", {})[arrival.path.name] = arrival.error
+                kept = "name and reason recorded" if arrival.refused else "archived"
                 self.say(f"block {info['label']}: {arrival.path.name} is unusable "
                          f"({' '.join(arrival.error.split())}); {kept}")
             info.update(status="unusable" if arrival.error else "ok", error=arrival.error or "")
@@ -286,11 +287,12 @@ class RigSubject(Subject):
     def _archive(self, arrival: Arrival, extras: dict[str, Any], info: dict[str, Any]) -> None:
         """Keep the file's bytes (or, if refused unread, its name and the reason); report impossible values."""
         name, label = arrival.path.name, info["label"]
-        for other, reason in arrival.others.items():  # e.g. a directory named block005.h5 beside block005.csv
-            extras.setdefault("refused_files", {})[other] = reason
-        if arrival.refused:
-            extras.setdefault("refused_files", {})[name] = arrival.error or ""
-        else:
+        for other, (reason, data) in arrival.others.items():  # e.g. a directory named block005.h5 beside .csv
+            extras.setdefault("unusable_files", {})[other] = reason
+            if data:
+                extras["files"][other] = data
+                self.say(f"block {label}: {other} is unusable ({' '.join(reason.split())}); archived")
+        if not arrival.refused:
             extras["files"][name] = arrival.data
         invalid = arrival.trials.invalid if arrival.trials is not None else {}
         if invalid and arrival.trials is not None:

@@ -75,7 +75,7 @@ class Arrival:
     waited_s: float
     complete_at: float  # time.time() when the file was last seen changing
     refused: bool = False  # not read at all (symlink, directory, ...): only its name and the reason are kept
-    others: dict[str, str] = field(default_factory=dict)  # other accepted names seen unusable meanwhile: why
+    others: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # other names seen unusable: why, bytes
 
 
 @dataclass
@@ -85,6 +85,7 @@ class _Watch:
     failed_signature: tuple[int, ...] | None = None
     failed_since: float = 0.0
     error: str = ""
+    data: bytes = b""  # the last unparsable content read (archived if another file is used)
 
 
 def wait_for_response(
@@ -119,7 +120,7 @@ def wait_for_response(
             if arrival is not None:
                 arrival.waited_s = now - start
                 arrival.complete_at = wall_start + (watch.stable_since - start)
-                arrival.others = {p.name: w.error for p, w in watches.items() if w.error and p != path}
+                arrival.others = {p.name: (w.error, w.data) for p, w in watches.items() if w.error and p != path}
                 return arrival
         waited = now - start
         if waited >= policy.timeout_s:
@@ -213,7 +214,7 @@ def _look(path: Path, watch: _Watch, policy: WaitPolicy, now: float, say: Callab
 def _failed(path: Path, watch: _Watch, signature: tuple[int, ...], now: float, policy: WaitPolicy, error: str,
             data: bytes, say: Callable[[str], None], what: str) -> Arrival | None:
     """A file that cannot be used: retried while it changes, given up after ``corrupt_after_s`` unchanged."""
-    watch.error = error
+    watch.error, watch.data = error, data
     if watch.failed_signature != signature:
         watch.failed_signature, watch.failed_since = signature, now
         if not data:
