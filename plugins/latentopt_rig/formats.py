@@ -205,6 +205,8 @@ def _read_csv(data: bytes) -> TrialResponses:
                 order.append(row[0])
                 limits.check_count("trials", len(order), limits.MAX_TRIALS)
             cells.append((trial_of[(row[0], k)], channel, [float(x) if x.strip() else np.nan for x in row[2:]]))
+    except ResponseFileError:
+        raise
     except ValueError as err:
         raise ResponseFileError(f"csv value error: {err}") from err
     n_channels = 1 + max((c for _, c, _ in cells), default=-1)

@@ -111,7 +111,8 @@ def _check_npy_header(name: str, member: Any) -> None:
     if dtype.hasobject:
         raise BoundError(f"{name} holds Python objects (pickle); store numbers and strings")
     if dtype.kind in "US":
-        check_count(f"characters in an image id of {name}", dtype.itemsize // (4 if dtype.kind == "U" else 1), MAX_ID_CHARS)
+        chars = dtype.itemsize // (4 if dtype.kind == "U" else 1)
+        check_count(f"characters in an image id of {name}", chars, MAX_ID_CHARS)
         check_shape(f"trials in {name}", shape, max_values=MAX_TRIALS, itemsize=dtype.itemsize)
     elif dtype.kind in "fiub":
         check_shape(name, shape, max_values=MAX_VALUES, itemsize=dtype.itemsize)

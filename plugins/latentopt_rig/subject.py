@@ -54,6 +54,12 @@ def _text_array(values: Sequence[str]) -> np.ndarray:
     return np.asarray([str(v)[:200] for v in values], dtype=str) if len(values) else np.zeros(0, dtype="<U1")
 
 
+def _unusable(label: str, name: str, error: str, kept: str) -> str:
+    """The operator line for an unusable response file (the error may already start with the name)."""
+    error = " ".join(error.split()).removeprefix(f"{name}: ")
+    return f"block {label}: {name} is unusable ({error}); {kept}"
+
+
 class RigSubject(Subject):
     """A neuron recorded by a rig, through a shared exchange folder.
 
@@ -194,8 +200,7 @@ class RigSubject(Subject):
             if arrival.error is not None:
                 extras.setdefault("unusable_files", {})[arrival.path.name] = arrival.error
                 kept = "name and reason recorded" if arrival.refused else "archived"
-                self.say(f"block {info['label']}: {arrival.path.name} is unusable "
-                         f"({' '.join(arrival.error.split())}); {kept}")
+                self.say(_unusable(info["label"], arrival.path.name, arrival.error, kept))
             info.update(status="unusable" if arrival.error else "ok", error=arrival.error or "")
             del info["manifest"]
             extras[f"attempt_{attempt}"] = info
@@ -291,7 +296,7 @@ class RigSubject(Subject):
             extras.setdefault("unusable_files", {})[other] = reason
             if data:
                 extras["files"][other] = data
-                self.say(f"block {label}: {other} is unusable ({' '.join(reason.split())}); archived")
+                self.say(_unusable(label, other, reason, "archived"))
         if not arrival.refused:
             extras["files"][name] = arrival.data
         invalid = arrival.trials.invalid if arrival.trials is not None else {}

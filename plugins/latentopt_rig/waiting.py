@@ -191,10 +191,11 @@ def _look(path: Path, watch: _Watch, policy: WaitPolicy, now: float, say: Callab
     refusal = _refusal(st)
     if refusal is not None:
         return _failed(path, watch, signature, now, policy, f"refused: {refusal}; not read", b"", say, what)
-    if st.st_size == 0:
-        if watch.error != "empty (0 bytes)":
-            say(f"{what}: {path.name} is empty (0 bytes); waiting for its content")
+    if st.st_size == 0:  # the rig may create the file before writing: named in messages, never corrupt
         watch.error = "empty (0 bytes)"
+        if watch.failed_signature != signature and now - watch.stable_since >= policy.corrupt_after_s:
+            watch.failed_signature = signature
+            say(f"{what}: {path.name} is empty (0 bytes); waiting for its content")
         return None
     if st.st_size > policy.max_file_bytes:
         head = _read_regular(path, min(policy.max_file_bytes, 1 << 20), st)

@@ -23,12 +23,13 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
-from latentopt_rig.drill import FAST_WAIT
+from latentopt_rig.drill import FAST_WAIT, SimThread
 from latentopt_rig.formats import ResponseFileError, TrialResponses, encode_responses, read_response_bytes
 from latentopt_rig.matlab73 import USERBLOCK_BYTES, mat73_header
 from latentopt_rig.subject import RigSubject
 from latentopt_rig.waiting import RigTimeout, WaitPolicy, wait_for_response
+
+from latentopt.records import load_run
 
 FAST = WaitPolicy(poll_s=0.01, settle_s=0.02, timeout_s=5.0, corrupt_after_s=0.2, message_every_s=5.0)
 GOOD = encode_responses(TrialResponses(["a"], np.array([[1.0]])), "npz")
@@ -64,7 +65,7 @@ def npz_inflating(nbytes: int) -> bytes:
     return buffer.getvalue()
 
 
-def h5_file(build: Callable[[h5py.File], None], *, mat: bool = False) -> bytes:
+def h5_file(build: Callable[[h5py.File], object], *, mat: bool = False) -> bytes:
     buffer = io.BytesIO()
     with h5py.File(buffer, "w", userblock_size=USERBLOCK_BYTES if mat else 0) as file:
         build(file)
@@ -95,6 +96,11 @@ def h5_chunk_bomb(file: h5py.File) -> None:
     inflater = zlib.compressobj(9)
     raw = b"".join(inflater.compress(bytes(8 << 20)) for _ in range(300 // 8)) + inflater.flush()
     ds.id.write_direct_chunk((0, 0), raw)
+
+
+def h5_too_many_trials(file: h5py.File) -> None:
+    h5_ids(file, 100_001)
+    file.create_dataset("responses", data=np.ones((100_001, 1)))
 
 
 def mat73_declared(file: h5py.File) -> None:  # MATLAB v7.3: tEvokedResp of 2 GiB declared
@@ -145,8 +151,7 @@ BOMBS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "h5 2 GiB declared": ("block001.h5", lambda: h5_file(h5_declared_values), "limit"),
     "h5 50 MB string ids": ("block001.h5", lambda: h5_file(h5_long_string_ids), "limit"),
     "h5 chunk inflating 300 MiB": ("block001.h5", lambda: h5_file(h5_chunk_bomb), "inflates"),
-    "h5 100,001 trials": ("block001.h5", lambda: h5_file(lambda f: (h5_ids(f, 100_001), f.create_dataset(
-        "responses", data=np.ones((100_001, 1))))), "limit"),
+    "h5 100,001 trials": ("block001.h5", lambda: h5_file(h5_too_many_trials), "limit"),
     "mat v7.3 2 GiB declared": ("block001.mat", lambda: h5_file(mat73_declared, mat=True), "limit"),
     "mat v5 2 GiB declared": ("block001.mat", lambda: mat5_file(
         mat5_variable("stimulusID", (1, 1), b""), mat5_variable("tEvokedResp", (GIB // 8, 1), b"")), "limit"),
@@ -235,7 +240,7 @@ def test_empty_response_file_is_named_in_messages_and_timeout(tmp_path: Path) ->
     path = tmp_path / "block001.mat"
     path.write_bytes(b"")
     messages: list[str] = []
-    policy = WaitPolicy(poll_s=0.01, settle_s=0.01, timeout_s=0.3, message_every_s=5.0)
+    policy = WaitPolicy(poll_s=0.01, settle_s=0.01, timeout_s=0.3, corrupt_after_s=0.1, message_every_s=5.0)
     with pytest.raises(RigTimeout, match=r"block001\.mat \(empty \(0 bytes\)\)"):
         wait_for_response([path], policy, say=messages.append, what="block 001")
     assert messages == ["block 001: block001.mat is empty (0 bytes); waiting for its content"]
@@ -311,3 +316,49 @@ def test_bad_files_do_not_stop_the_session_and_are_recorded_by_name(tmp_path: Pa
     assert all(b"root:" not in data for data in extras["files"].values())
     err = capsys.readouterr().err
     assert "Traceback" not in err and "channel 100000000000 outside" in err
+
+
+# ------------------------------------------------------------------------------------------- command line
+def _cli(entry: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", f"from latentopt.cli import {entry}; {entry}()", *args],
+                          env={**os.environ, "LATENTOPT_TCMALLOC": "0"}, capture_output=True, text=True, timeout=240)
+
+
+CLI_OVERRIDES = ["subject=rig_native", "subject.poll_s=0.02", "subject.settle_s=0.05", "subject.timeout_s=1.0",
+                 "subject.corrupt_after_s=0.2", "generator.image_size=32", "generator.max_frequency=2",
+                 "optimizer.population_size=4", "experiment.generations=2", "experiment.references=[]",
+                 "progress=false", "device=cpu"]
+
+
+def test_cli_bad_files_stop_resumably_in_one_line_then_resume_completes(tmp_path: Path) -> None:
+    """A CSV with channel 1e11 and a directory named block000.h5 used to crash the session, and the resumed
+    session again on the same file: now the block is re-queued, the run stops resumably (no rig answering),
+    and resumes to the end once the rig answers, the bad files still in the folder."""
+    exchange, run_dir = tmp_path / "exchange", tmp_path / "run"
+    exchange.mkdir()
+    (exchange / "block000.csv").write_bytes(csv_text(["g00000_main_000,100000000000,1"]))
+    (exchange / "block000.h5").mkdir()
+    stopped = _cli("main", *CLI_OVERRIDES, f"subject.exchange={exchange}", f"hydra.run.dir={run_dir}")
+    assert stopped.returncode == 3 and "Traceback" not in stopped.stderr, stopped.stderr
+    assert stopped.stderr.strip().splitlines()[-1].startswith("latentopt: stopped: no response for block 000r")
+    assert "block000.csv is unusable (csv channel 100000000000 outside 0..4095); archived" in stopped.stderr
+    sim = SimThread(exchange, protocol="native", fmt="npz")
+    try:
+        resumed = _cli("resume_main", str(run_dir))
+    finally:
+        sim.close()
+    assert resumed.returncode == 0 and "Traceback" not in resumed.stderr, resumed.stderr
+    run = load_run(run_dir)
+    assert run.generations == 2 and np.isfinite(run.threads["main"].responses).all()
+
+
+def test_cli_foreign_exchange_folder_is_one_line(tmp_path: Path) -> None:
+    """RigProtocolError (another session's block in the folder) used to print a traceback."""
+    exchange, run_dir = tmp_path / "exchange", tmp_path / "run"
+    exchange.mkdir()
+    (exchange / "block000.manifest.json").write_text('{"format": "latentopt-rig-manifest", "images": '
+                                                     '[{"image_id": "g00000_other_000"}]}')
+    stopped = _cli("main", *CLI_OVERRIDES, f"subject.exchange={exchange}", f"hydra.run.dir={run_dir}")
+    assert stopped.returncode == 3 and "Traceback" not in stopped.stderr, stopped.stderr
+    last = stopped.stderr.strip().splitlines()[-1]
+    assert last.startswith("latentopt: stopped: ") and "belongs to another session" in last
