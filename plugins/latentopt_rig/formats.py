@@ -1,8 +1,12 @@
 """Response files from the rig: reading them safely, and writing them (for the rig simulator).
 
 Every reader takes the file's bytes (already size-bounded by the caller) and returns
-:class:`TrialResponses`; nothing is unpickled (``np.load(allow_pickle=False)``, h5py,
-``scipy.io.loadmat``). Any defect raises :class:`ResponseFileError`.
+:class:`TrialResponses`; nothing is unpickled (``.npy`` headers with ``allow_pickle=False``, h5py,
+``scipy.io.loadmat``). Declared shapes, dtypes, string lengths and uncompressed sizes are checked
+against :mod:`latentopt_rig.limits` before any array is read. Any defect, whatever the parsing
+library raised, is one :class:`ResponseFileError` line naming the file. Trials with impossible
+values (inf, magnitude above 1e9, negative spike counts) become NaN and are listed in
+:attr:`TrialResponses.invalid`.
 
 Formats (one row per trial; repeated ids are repeats, averaged later):
 

@@ -27,6 +27,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from latentopt_rig.limits import BoundError, inflated_size
+
 HEADER_BYTES = 128
 USERBLOCK_BYTES = 512
 
@@ -130,19 +132,19 @@ def check_dataset(ds: Any, *, max_items: int, max_itemsize: int, what: str = "")
     buffer to whatever a hostile chunk inflates to.
 
     Raises:
-        ValueError: not a dataset, or it declares more than the bounds allow.
+        ValueError: not a dataset (:class:`BoundError`: it declares more than the bounds allow).
     """
     name = what or getattr(ds, "name", "?")
     if not isinstance(ds, h5py.Dataset) or ds.shape is None:
         raise ValueError(f"{name} is not a (non-empty) dataset")
     if ds.size > max_items:
-        raise ValueError(f"{name}: {ds.size} entries (limit {max_items})")
+        raise BoundError(f"{name}: {ds.size} entries (limit {max_items})")
     if ds.dtype.itemsize > max_itemsize:
-        raise ValueError(f"{name}: items of {ds.dtype.itemsize} bytes (limit {max_itemsize})")
+        raise BoundError(f"{name}: items of {ds.dtype.itemsize} bytes (limit {max_itemsize})")
     if ds.chunks is not None:
         chunk_bytes = int(np.prod(ds.chunks)) * ds.dtype.itemsize
         if chunk_bytes > MAX_CHUNK_BYTES:
-            raise ValueError(f"{name}: chunks of {chunk_bytes} bytes (limit {MAX_CHUNK_BYTES})")
+            raise BoundError(f"{name}: chunks of {chunk_bytes} bytes (limit {MAX_CHUNK_BYTES})")
         filters = {str(f) for f in ds._filters}
         if not filters <= _SAFE_FILTERS:
             raise ValueError(f"{name}: unsupported HDF5 filters {sorted(filters)}")
@@ -152,8 +154,6 @@ def check_dataset(ds: Any, *, max_items: int, max_itemsize: int, what: str = "")
 
 
 def _check_chunks_inflate(ds: h5py.Dataset, chunk_bytes: int, name: str) -> None:
-    from latentopt_rig.limits import inflated_size
-
     for k in range(ds.id.get_num_chunks()):
         info = ds.id.get_chunk_info(k)
         _, raw = ds.id.read_direct_chunk(info.chunk_offset)
@@ -161,8 +161,8 @@ def _check_chunks_inflate(ds: h5py.Dataset, chunk_bytes: int, name: str) -> None
             inflated_size(raw, chunk_bytes)
         except zlib.error:
             continue  # stored without deflate (filter skipped) or damaged: HDF5 cannot inflate it either
-        except ValueError as err:
-            raise ValueError(f"{name}: a chunk {err}") from err
+        except BoundError as err:
+            raise BoundError(f"{name}: a chunk of {chunk_bytes} bytes: {err}") from err
 
 
 def read_char(ds: Any, *, max_chars: int = 256) -> str:
