@@ -142,7 +142,8 @@ def check_dataset(ds: Any, *, max_items: int, max_itemsize: int, what: str = "")
     if ds.dtype.itemsize > max_itemsize:
         raise BoundError(f"{name}: items of {ds.dtype.itemsize} bytes (limit {max_itemsize})")
     if ds.chunks is not None:
-        chunk_bytes = int(np.prod(ds.chunks)) * ds.dtype.itemsize
+        stored = 32 if ds.dtype.kind == "O" else ds.dtype.itemsize  # vlen data and references: heap ids on disk
+        chunk_bytes = int(np.prod(ds.chunks)) * stored
         if chunk_bytes > MAX_CHUNK_BYTES:
             raise BoundError(f"{name}: chunks of {chunk_bytes} bytes (limit {MAX_CHUNK_BYTES})")
         filters = {str(f) for f in ds._filters}

@@ -115,3 +115,38 @@ def test_impossible_values_make_their_trial_not_shown_and_are_listed() -> None:
     binned = TrialResponses(["a", "b"], counts, EDGES).validate()
     assert binned.invalid == {1: "negative spike count"}
     assert np.isnan(binned.values[1]).all() and (binned.values[0] == 1).all()
+
+
+def test_compressed_files_within_bounds_are_read() -> None:
+    """Deflated HDF5 (vlen and fixed-length ids, shuffle, fletcher32, odd chunks), savez_compressed and
+    compressed MAT v5 pass the pre-read bounds; HDF5 filters that could be inflated unbounded are refused."""
+    from scipy.io import savemat
+
+    ids = [f"block001_{k:03d}_g00001_main_{k:03d}" for k in range(300)]
+    for vlen in (True, False):
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as f:
+            if vlen:
+                f.create_dataset("image_ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype(),
+                                 compression="gzip")
+            else:
+                f.create_dataset("image_ids", data=np.array([i.encode() for i in ids]), compression="gzip", chunks=(7,))
+            f.create_dataset("responses", data=np.ones((300, 4)), compression="gzip", shuffle=True, fletcher32=True,
+                             chunks=(33, 3), maxshape=(None, None))
+        back = read_response_bytes("block001.h5", buffer.getvalue())
+        assert back.image_ids == ids and back.values.shape == (300, 4)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, image_ids=np.array(ids), responses=np.ones((300, 2)))
+    assert read_response_bytes("block001.npz", buffer.getvalue()).image_ids == ids
+    cell = np.empty((300, 1), dtype=object)
+    cell[:, 0] = ids
+    buffer = io.BytesIO()
+    savemat(buffer, {"stimulusID": cell, "tEvokedResp": np.ones((300, 2)), "other": np.zeros((5, 5))},
+            do_compression=True)
+    assert read_response_bytes("block001.mat", buffer.getvalue()).image_ids == ids
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.create_dataset("image_ids", data=np.array([b"a"]))
+        f.create_dataset("responses", data=np.ones((1, 1)), compression="lzf")
+    with pytest.raises(ResponseFileError, match=r"block001\.h5: .*unsupported HDF5 filters \['lzf'\]"):
+        read_response_bytes("block001.h5", buffer.getvalue())
