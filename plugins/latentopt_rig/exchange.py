@@ -29,13 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.subject import SubjectUnavailable
+
 MANIFEST_FORMAT = "latentopt-rig-manifest"
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _THREAD_ID = re.compile(r"^g(\d{5,})_(.+)_(\d{3,})$")
 
 
-class RigProtocolError(RuntimeError):
-    """The exchange folder holds something latentopt cannot continue from (a foreign block)."""
+class RigProtocolError(SubjectUnavailable):
+    """The exchange folder holds something latentopt cannot continue from (a foreign block).
+
+    A :class:`SubjectUnavailable`: the CLI prints one line and the run stays resumable (with an
+    exchange folder of its own, ``latentopt-resume RUN_DIR subject.exchange=...``)."""
 
 
 def block_label(block: int, attempt: int = 0) -> str:

@@ -1,8 +1,12 @@
 """Response files from the rig: reading them safely, and writing them (for the rig simulator).
 
 Every reader takes the file's bytes (already size-bounded by the caller) and returns
-:class:`TrialResponses`; nothing is unpickled (``np.load(allow_pickle=False)``, h5py,
-``scipy.io.loadmat``). Any defect raises :class:`ResponseFileError`.
+:class:`TrialResponses`; nothing is unpickled (``.npy`` headers with ``allow_pickle=False``, h5py,
+``scipy.io.loadmat``). Declared shapes, dtypes, string lengths and uncompressed sizes are checked
+against :mod:`latentopt_rig.limits` before any array is read. Any defect, whatever the parsing
+library raised, is one :class:`ResponseFileError` line naming the file. Trials with impossible
+values (inf, magnitude above 1e9, negative spike counts) become NaN and are listed in
+:attr:`TrialResponses.invalid`.
 
 Formats (one row per trial; repeated ids are repeats, averaged later):
 
@@ -22,23 +26,20 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import zipfile
-from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from latentopt_rig import limits
 from latentopt_rig.matlab73 import is_hdf5, read_numeric, read_strings, write_mat73
 
-MAX_TRIALS = 100_000
-MAX_VALUES = 50_000_000
 CSV_END = "# end"
 RESPONSE_SUFFIXES = (".mat", ".h5", ".npz", ".csv")
 
 
 class ResponseFileError(ValueError):
-    """A response file is damaged, incomplete or not in a known format."""
+    """A response file is damaged, incomplete, too large inside, or not in a known format."""
 
 
 @dataclass
@@ -50,13 +51,16 @@ class TrialResponses:
         values: ``(trials, channels)`` evoked responses, or ``(trials, channels, bins)`` spike
             counts per time bin; float64, NaN allowed.
         bin_edges_ms: ``(bins + 1,)`` edges in ms from image onset when time-binned, else None.
+        invalid: trial index -> why its values were unusable (set to NaN by :meth:`validate`).
     """
 
     image_ids: list[str]
     values: np.ndarray
     bin_edges_ms: np.ndarray | None = None
+    invalid: dict[int, str] = field(default_factory=dict)
 
     def validate(self) -> TrialResponses:
+        """Check shapes and bounds; trials with impossible values become NaN (listed in ``invalid``)."""
         v = self.values
         if v.ndim == 1:
             v = self.values = v.reshape(-1, 1)
@@ -64,15 +68,45 @@ class TrialResponses:
             raise ResponseFileError(f"responses must be (trials, channels[, bins]), got shape {v.shape}")
         if v.shape[0] != len(self.image_ids):
             raise ResponseFileError(f"{len(self.image_ids)} image ids but {v.shape[0]} rows of responses")
-        if np.isinf(v).any():
-            raise ResponseFileError("responses contain infinite values")
+        _check_bounds(v.shape, self.image_ids)
         if v.ndim == 3:
             if self.bin_edges_ms is None:
                 raise ResponseFileError("time-binned responses need bin edges (bin_edges_ms / binEdgesMs)")
             edges = self.bin_edges_ms = np.asarray(self.bin_edges_ms, dtype=np.float64).reshape(-1)
-            if edges.shape[0] != v.shape[2] + 1 or not np.all(np.diff(edges) > 0):
-                raise ResponseFileError(f"{edges.shape[0]} bin edges (increasing) needed for {v.shape[2]} bins")
+            if edges.shape[0] != v.shape[2] + 1 or not np.all(np.diff(edges) > 0) or not np.isfinite(edges).all():
+                raise ResponseFileError(f"{edges.shape[0]} bin edges (finite, increasing) needed for {v.shape[2]} bins")
+        self.invalid = _invalid_trials(v)
+        if self.invalid:
+            self.values = v = v.copy()
+            v[list(self.invalid)] = np.nan
         return self
+
+
+def _check_bounds(shape: tuple[int, ...], ids: list[str]) -> None:
+    try:
+        limits.check_count("trials", shape[0], limits.MAX_TRIALS)
+        limits.check_count("channels", shape[1], limits.MAX_CHANNELS)
+        if len(shape) == 3:
+            limits.check_count("time bins", shape[2], limits.MAX_BINS)
+        longest = max((len(i) for i in ids), default=0)
+        limits.check_count("characters in an image id", longest, limits.MAX_ID_CHARS)
+    except limits.BoundError as err:
+        raise ResponseFileError(str(err)) from err
+
+
+def _invalid_trials(values: np.ndarray) -> dict[int, str]:
+    """Trials with an infinite value, a magnitude above ``MAX_ABS_VALUE``, or (binned) a negative count."""
+    flat = values.reshape(values.shape[0], -1)
+    with np.errstate(invalid="ignore"):
+        checks = [(np.isinf(flat), "infinite value"),
+                  (np.abs(flat) > limits.MAX_ABS_VALUE, f"magnitude above {limits.MAX_ABS_VALUE:g}")]
+        if values.ndim == 3:
+            checks.append((flat < 0, "negative spike count"))
+    invalid: dict[int, str] = {}
+    for mask, reason in checks:
+        for trial in np.flatnonzero(mask.any(axis=1)):
+            invalid.setdefault(int(trial), reason)
+    return invalid
 
 
 def _pick(names: Any, *candidates: str) -> str | None:
@@ -82,21 +116,16 @@ def _pick(names: Any, *candidates: str) -> str | None:
 def _read_hdf5(data: bytes) -> TrialResponses:
     import h5py
 
-    try:
-        with h5py.File(io.BytesIO(data), "r") as file:
-            ids_name = _pick(file, "stimulusID", "image_ids")
-            psth_name = _pick(file, "psth")
-            resp_name = _pick(file, "responses", "tEvokedResp")
-            if ids_name is None or (psth_name or resp_name) is None:
-                raise ResponseFileError(f"needs stimulusID/image_ids and tEvokedResp/psth/responses, has {list(file)}")
-            ids = read_strings(file, ids_name, max_items=MAX_TRIALS)
-            values = read_numeric(file, psth_name or resp_name, max_values=MAX_VALUES)  # type: ignore[arg-type]
-            edges_name = _pick(file, "binEdgesMs", "bin_edges_ms")
-            edges = read_numeric(file, edges_name, max_values=100_000).reshape(-1) if edges_name else None
-    except ResponseFileError:
-        raise
-    except Exception as err:  # h5py raises OSError, KeyError, ValueError, RuntimeError on damage
-        raise ResponseFileError(f"unreadable HDF5/MAT v7.3 file: {err}") from err
+    with h5py.File(io.BytesIO(data), "r") as file:
+        ids_name = _pick(file, "stimulusID", "image_ids")
+        psth_name = _pick(file, "psth")
+        resp_name = _pick(file, "responses", "tEvokedResp")
+        if ids_name is None or (psth_name or resp_name) is None:
+            raise ResponseFileError(f"needs stimulusID/image_ids and tEvokedResp/psth/responses, has {list(file)}")
+        ids = read_strings(file, ids_name, max_items=limits.MAX_TRIALS, max_chars=limits.MAX_ID_CHARS)
+        values = read_numeric(file, psth_name or resp_name, max_values=limits.MAX_VALUES)  # type: ignore[arg-type]
+        edges_name = _pick(file, "binEdgesMs", "bin_edges_ms")
+        edges = read_numeric(file, edges_name, max_values=limits.MAX_BINS + 1).reshape(-1) if edges_name else None
     return TrialResponses(ids, values, edges).validate()
 
 
@@ -111,33 +140,28 @@ def _cell_strings(cell: np.ndarray) -> list[str]:
 def _read_mat5(data: bytes) -> TrialResponses:
     from scipy.io import loadmat
 
-    try:
-        mat = loadmat(io.BytesIO(data), squeeze_me=False, chars_as_strings=True)
-    except Exception as err:  # scipy raises ValueError, TypeError, MatReadError, ... on damage
-        raise ResponseFileError(f"unreadable MAT v5 file: {err}") from err
+    wanted = {"stimulusID": limits.MAX_TRIALS, "tEvokedResp": limits.MAX_VALUES, "psth": limits.MAX_VALUES,
+              "binEdgesMs": limits.MAX_BINS + 1}
+    limits.check_mat5(data, wanted)  # before loadmat inflates anything
+    mat = loadmat(io.BytesIO(data), squeeze_me=False, chars_as_strings=True, variable_names=list(wanted))
     if "stimulusID" not in mat or ("tEvokedResp" not in mat and "psth" not in mat):
         raise ResponseFileError("a .mat response file needs stimulusID and tEvokedResp (or psth)")
     values = np.asarray(mat["psth"] if "psth" in mat else mat["tEvokedResp"], dtype=np.float64)
     edges = np.asarray(mat["binEdgesMs"], dtype=np.float64).reshape(-1) if "binEdgesMs" in mat else None
-    if values.size > MAX_VALUES:
-        raise ResponseFileError(f"{values.size} values (limit {MAX_VALUES})")
     return TrialResponses(_cell_strings(mat["stimulusID"]), values, edges).validate()
 
 
 def _read_npz(data: bytes) -> TrialResponses:
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            if "image_ids" not in npz.files or "responses" not in npz.files:
-                raise ResponseFileError(f"a .npz response file needs image_ids and responses, has {npz.files}")
-            ids = npz["image_ids"]
-            if ids.dtype.kind not in "US":
-                raise ResponseFileError("image_ids must be a string array")
-            values = np.asarray(npz["responses"], dtype=np.float64)
-            edges = np.asarray(npz["bin_edges_ms"], dtype=np.float64) if "bin_edges_ms" in npz.files else None
-    except ResponseFileError:
-        raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as err:
-        raise ResponseFileError(f"unreadable .npz file: {err}") from err
+    arrays = limits.read_npz_arrays(data, ("image_ids", "responses", "bin_edges_ms"), ("image_ids", "responses"))
+    ids = arrays["image_ids"]
+    if ids.dtype.kind not in "US":
+        raise ResponseFileError("image_ids must be a string array")
+    if ids.dtype.kind == "S":
+        ids = np.char.decode(ids, "utf-8", "replace")
+    limits.check_count("bin edges", arrays["bin_edges_ms"].size if "bin_edges_ms" in arrays else 0,
+                       limits.MAX_BINS + 1)
+    values = np.asarray(arrays["responses"], dtype=np.float64)
+    edges = np.asarray(arrays["bin_edges_ms"], dtype=np.float64) if "bin_edges_ms" in arrays else None
     return TrialResponses([str(i) for i in ids.reshape(-1)], values, edges).validate()
 
 
@@ -146,64 +170,78 @@ def _parse_bin(name: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _read_csv(data: bytes) -> TrialResponses:
+def _csv_rows(data: bytes) -> tuple[list[str], Any]:
+    """Header and a row iterator of a complete csv (ends with ``# end``), with the row count bounded."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ResponseFileError(f"csv is not UTF-8: {err}") from err
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or lines[-1].strip() != CSV_END:
+    body = text.rstrip()
+    if not body.endswith(CSV_END) or (len(body) > len(CSV_END) and body[-len(CSV_END) - 1] not in "\r\n"):
         raise ResponseFileError(f"csv does not end with the line {CSV_END!r} (still being written?)")
-    rows = list(csv.reader(lines[:-1]))
-    if not rows or rows[0][:2] != ["image_id", "channel"] or len(rows[0]) < 3:
+    limits.check_count("csv rows", body.count("\n"), limits.MAX_CSV_ROWS)
+    reader = csv.reader(line for line in io.StringIO(body[: -len(CSV_END)]) if line.strip())
+    header = next(reader, [])
+    if header[:2] != ["image_id", "channel"] or len(header) < 3:
         raise ResponseFileError("csv header must be image_id,channel,count or image_id,channel,<t0>:<t1>,...")
-    header = rows[0][2:]
+    limits.check_count("csv time bins", len(header) - 2, limits.MAX_BINS)
+    return header, reader
+
+
+def _read_csv(data: bytes) -> TrialResponses:
+    header, reader = _csv_rows(data)
+    bins = header[2:]
     try:
-        edges = None
-        if header != ["count"]:
-            edges = np.array([_parse_bin(h)[0] for h in header] + [_parse_bin(header[-1])[1]])
-        trials: dict[tuple[str, int], list[list[float]]] = defaultdict(list)
-        order: list[str] = []
-        for row in rows[1:]:
-            if len(row) != len(rows[0]):
-                raise ResponseFileError(f"csv row of {len(row)} fields, header has {len(rows[0])}")
-            key = (row[0], int(row[1]))
-            if key[1] < 0:
-                raise ResponseFileError("csv channel numbers must be >= 0")
-            trials[key].append([float(x) if x.strip() else np.nan for x in row[2:]])
-            if len(trials[key]) > order.count(row[0]):
+        edges = None if bins == ["count"] else np.array([_parse_bin(h)[0] for h in bins] + [_parse_bin(bins[-1])[1]])
+        order: list[str] = []  # the id of each trial, in order of first appearance
+        trial_of: dict[tuple[str, int], int] = {}  # (id, k) -> trial index of the id's k-th trial
+        seen: dict[tuple[str, int], int] = {}  # (id, channel) -> rows so far
+        cells: list[tuple[int, int, list[float]]] = []
+        for row in reader:
+            if len(row) != len(header):
+                raise ResponseFileError(f"csv row of {len(row)} fields, header has {len(header)}")
+            channel = int(row[1])
+            if not 0 <= channel < limits.MAX_CHANNELS:
+                raise ResponseFileError(f"csv channel {row[1][:20]} outside 0..{limits.MAX_CHANNELS - 1}")
+            k = seen[(row[0], channel)] = seen.get((row[0], channel), -1) + 1
+            if (row[0], k) not in trial_of:
+                trial_of[(row[0], k)] = len(order)
                 order.append(row[0])
+                limits.check_count("trials", len(order), limits.MAX_TRIALS)
+            cells.append((trial_of[(row[0], k)], channel, [float(x) if x.strip() else np.nan for x in row[2:]]))
+    except ResponseFileError:
+        raise
     except ValueError as err:
         raise ResponseFileError(f"csv value error: {err}") from err
-    if len(order) > MAX_TRIALS:
-        raise ResponseFileError(f"{len(order)} trials (limit {MAX_TRIALS})")
-    n_channels = 1 + max((c for _, c in trials), default=-1)
-    values = np.full((len(order), n_channels, len(header)), np.nan)
-    seen: dict[str, int] = defaultdict(int)
-    index_of: dict[tuple[str, int], int] = {}
-    for t, image_id in enumerate(order):
-        index_of[(image_id, seen[image_id])] = t
-        seen[image_id] += 1
-    for (image_id, channel), rows_ in trials.items():
-        for k, row_values in enumerate(rows_):
-            values[index_of[(image_id, k)], channel] = row_values
+    n_channels = 1 + max((c for _, c, _ in cells), default=-1)
+    limits.check_shape("csv responses", (len(order), n_channels, len(bins)), max_values=limits.MAX_VALUES)
+    values = np.full((len(order), n_channels, len(bins)), np.nan)
+    for trial, channel, row_values in cells:
+        values[trial, channel] = row_values
     return TrialResponses(order, values[..., 0] if edges is None else values, edges).validate()
 
 
 def read_response_bytes(name: str, data: bytes) -> TrialResponses:
-    """Parse a response file's bytes by its suffix (``.mat`` sniffs v7.3 vs v5)."""
+    """Parse a response file's bytes by its suffix (``.mat`` sniffs v7.3 vs v5).
+
+    Every failure, whatever the parsing library raised, becomes a one-line :class:`ResponseFileError`
+    naming the file: nothing in a response file can stop the session.
+    """
     suffix = name[name.rfind(".") :].lower() if "." in name else ""
     if suffix not in RESPONSE_SUFFIXES:
         raise ResponseFileError(f"{name}: unknown response file type (use {', '.join(RESPONSE_SUFFIXES)})")
     if not data:
         raise ResponseFileError(f"{name} is empty")
-    if suffix == ".h5" or (suffix == ".mat" and is_hdf5(data)):
-        return _read_hdf5(data)
-    if suffix == ".mat":
-        return _read_mat5(data)
-    if suffix == ".npz":
-        return _read_npz(data)
-    return _read_csv(data)
+    kind = "HDF5/MAT v7.3" if suffix == ".h5" or (suffix == ".mat" and is_hdf5(data)) else suffix.lstrip(".")
+    reader = {"HDF5/MAT v7.3": _read_hdf5, "mat": _read_mat5, "npz": _read_npz, "csv": _read_csv}[kind]
+    try:
+        return reader(data)
+    except ResponseFileError as err:
+        raise ResponseFileError(f"{name}: {err}") from err
+    except Exception as err:  # h5py, scipy, zipfile, numpy raise many types (and MemoryError) on hostile input
+        text = " ".join(str(err).split())[:300] or type(err).__name__
+        prefix = "refused" if isinstance(err, limits.BoundError) else f"unreadable {kind} file"
+        raise ResponseFileError(f"{name}: {prefix}: {text}") from err
 
 
 # ---------------------------------------------------------------------------- writers (simulator, tests)

@@ -12,18 +12,22 @@ What makes an HDF5 file a MAT-file MATLAB reads (``load``) and writes (``save -v
 * a ``cell`` array is a dataset of HDF5 object references to its elements, which live in the
   group ``#refs#`` (MATLAB also keeps a canonical-empty placeholder ``#refs#/a`` there).
 
-Reading goes through h5py only: nothing is unpickled, and sizes are bounded by the caller.
+Reading goes through h5py only: nothing is unpickled, and every dataset's declared size (count,
+item size, chunks, what its deflated chunks inflate to) is checked before it is read.
 """
 
 from __future__ import annotations
 
 import io
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import h5py
 import numpy as np
+
+from latentopt_rig.limits import BoundError, inflated_size
 
 HEADER_BYTES = 128
 USERBLOCK_BYTES = 512
@@ -117,10 +121,56 @@ def _attr(obj: Any, name: str) -> str:
     return "" if value is None else str(value)
 
 
-def read_char(ds: h5py.Dataset, *, max_chars: int = 1024) -> str:
+MAX_CHUNK_BYTES = 64 << 20
+_SAFE_FILTERS = {"gzip", "shuffle", "fletcher32"}  # what MATLAB and h5py write
+
+
+def check_dataset(ds: Any, *, max_items: int, max_itemsize: int, what: str = "") -> h5py.Dataset:
+    """Check a dataset's declared size before reading it: element count, item size, chunks, filters.
+
+    A deflated chunk is inflated (and discarded) with a bound first: HDF5 itself would grow its
+    buffer to whatever a hostile chunk inflates to.
+
+    Raises:
+        ValueError: not a dataset (:class:`BoundError`: it declares more than the bounds allow).
+    """
+    name = what or getattr(ds, "name", "?")
+    if not isinstance(ds, h5py.Dataset) or ds.shape is None:
+        raise ValueError(f"{name} is not a (non-empty) dataset")
+    if ds.size > max_items:
+        raise BoundError(f"{name}: {ds.size} entries (limit {max_items})")
+    if ds.dtype.itemsize > max_itemsize:
+        raise BoundError(f"{name}: items of {ds.dtype.itemsize} bytes (limit {max_itemsize})")
+    if ds.chunks is not None:
+        stored = 32 if ds.dtype.kind == "O" else ds.dtype.itemsize  # vlen data and references: heap ids on disk
+        chunk_bytes = int(np.prod(ds.chunks)) * stored
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise BoundError(f"{name}: chunks of {chunk_bytes} bytes (limit {MAX_CHUNK_BYTES})")
+        filters = {str(f) for f in ds._filters}
+        if not filters <= _SAFE_FILTERS:
+            raise ValueError(f"{name}: unsupported HDF5 filters {sorted(filters)}")
+        if "gzip" in filters:
+            _check_chunks_inflate(ds, chunk_bytes, name)
+    return ds
+
+
+def _check_chunks_inflate(ds: h5py.Dataset, chunk_bytes: int, name: str) -> None:
+    for k in range(ds.id.get_num_chunks()):
+        info = ds.id.get_chunk_info(k)
+        _, raw = ds.id.read_direct_chunk(info.chunk_offset)
+        try:
+            inflated_size(raw, chunk_bytes)
+        except zlib.error:
+            continue  # stored without deflate (filter skipped) or damaged: HDF5 cannot inflate it either
+        except BoundError as err:
+            raise BoundError(f"{name}: a chunk of {chunk_bytes} bytes: {err}") from err
+
+
+def read_char(ds: Any, *, max_chars: int = 256) -> str:
     """A MATLAB char array (uint16 code units, column-major) or an HDF5 string as ``str``."""
-    if ds.size > max_chars:
-        raise ValueError(f"{ds.name}: string of {ds.size} characters (limit {max_chars})")
+    check_dataset(ds, max_items=max_chars, max_itemsize=4 * max_chars, what="a stimulusID string")
+    if ds.dtype.kind not in "uiSO":
+        raise ValueError(f"{ds.name}: a string must be char codes or text, not {ds.dtype}")
     if _attr(ds, "MATLAB_empty") == "1":
         return ""
     data = ds[()]
@@ -130,27 +180,23 @@ def read_char(ds: h5py.Dataset, *, max_chars: int = 1024) -> str:
     if array.dtype.kind in "SO":
         item = array.reshape(-1)[0]
         return item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-    return "".join(chr(int(c)) for c in array.reshape(-1))
+    codes = array.reshape(-1).astype(np.int64)
+    if codes.size and (codes.min() < 0 or codes.max() > 0x10FFFF):
+        raise ValueError(f"{ds.name}: char codes outside Unicode")
+    return "".join(chr(int(c)) for c in codes)
 
 
-def read_strings(file: h5py.File, name: str, *, max_items: int) -> list[str]:
+def read_strings(file: h5py.File, name: str, *, max_items: int, max_chars: int = 256) -> list[str]:
     """A cell array of char (MATLAB) or a 1-d string dataset (plain HDF5) as a list of ``str``."""
     ds = file[name]
-    if not isinstance(ds, h5py.Dataset):
-        raise ValueError(f"{name} is not a dataset")
-    if ds.size > max_items:
-        raise ValueError(f"{name}: {ds.size} entries (limit {max_items})")
+    if isinstance(ds, h5py.Dataset) and _attr(ds, "MATLAB_class") == "char":
+        return [read_char(ds, max_chars=max_chars)]
+    check_dataset(ds, max_items=max_items, max_itemsize=4 * max_chars, what=name)
     if h5py.check_dtype(ref=ds.dtype) is not None:
         refs: Sequence[Any] = ds[()].reshape(-1)  # C order of the reversed shape = MATLAB's linear order
-        out = []
-        for ref in refs:
-            target = file[ref]
-            if not isinstance(target, h5py.Dataset):
-                raise ValueError(f"{name}: a cell element is not a char array")
-            out.append(read_char(target))
-        return out
-    if _attr(ds, "MATLAB_class") == "char":
-        return [read_char(ds)]
+        return [read_char(file[ref], max_chars=max_chars) for ref in refs]
+    if ds.dtype.kind not in "SO" or (ds.dtype.kind == "O" and h5py.check_string_dtype(ds.dtype) is None):
+        raise ValueError(f"{name}: ids must be strings, not {ds.dtype}")
     return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in np.asarray(ds[()]).reshape(-1)]
 
 
@@ -159,8 +205,7 @@ def read_numeric(file: h5py.File, name: str, *, max_values: int) -> np.ndarray:
     ds = file[name]
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "fiub":
         raise ValueError(f"{name} is not a numeric array")
-    if ds.size > max_values:
-        raise ValueError(f"{name}: {ds.size} values (limit {max_values})")
+    check_dataset(ds, max_items=max_values, max_itemsize=16, what=name)
     array = np.asarray(ds[()], dtype=np.float64)
     if _attr(ds, "MATLAB_class"):
         array = array.T

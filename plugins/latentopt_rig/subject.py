@@ -54,6 +54,12 @@ def _text_array(values: Sequence[str]) -> np.ndarray:
     return np.asarray([str(v)[:200] for v in values], dtype=str) if len(values) else np.zeros(0, dtype="<U1")
 
 
+def _unusable(label: str, name: str, error: str, kept: str) -> str:
+    """The operator line for an unusable response file (the error may already start with the name)."""
+    error = " ".join(error.split()).removeprefix(f"{name}: ")
+    return f"block {label}: {name} is unusable ({error}); {kept}"
+
+
 class RigSubject(Subject):
     """A neuron recorded by a rig, through a shared exchange folder.
 
@@ -181,7 +187,7 @@ class RigSubject(Subject):
         t0 = time.monotonic()
         for attempt in range(attempts):
             arrival, info = self._show(block, attempt, [ids[i] for i in pending], [frames[i] for i in pending])
-            extras["files"][arrival.path.name] = arrival.data
+            self._archive(arrival, extras, info)
             if arrival.trials is not None:
                 try:
                     accepted, unknown_now = self._match(arrival.trials, info["manifest"])
@@ -192,7 +198,9 @@ class RigSubject(Subject):
                 except ResponseFileError as err:
                     arrival.error = str(err)
             if arrival.error is not None:
-                self.say(f"block {info['label']}: {arrival.path.name} is unusable ({arrival.error}); archived")
+                extras.setdefault("unusable_files", {})[arrival.path.name] = arrival.error
+                kept = "name and reason recorded" if arrival.refused else "archived"
+                self.say(_unusable(info["label"], arrival.path.name, arrival.error, kept))
             info.update(status="unusable" if arrival.error else "ok", error=arrival.error or "")
             del info["manifest"]
             extras[f"attempt_{attempt}"] = info
@@ -280,6 +288,24 @@ class RigSubject(Subject):
                 warnings.simplefilter("ignore", RuntimeWarning)
                 accepted[k] = np.nanmean(np.stack(trial_rows), axis=0)
         return accepted, unknown
+
+    def _archive(self, arrival: Arrival, extras: dict[str, Any], info: dict[str, Any]) -> None:
+        """Keep the file's bytes (or, if refused unread, its name and the reason); report impossible values."""
+        name, label = arrival.path.name, info["label"]
+        for other, (reason, data) in arrival.others.items():  # e.g. a directory named block005.h5 beside .csv
+            extras.setdefault("unusable_files", {})[other] = reason
+            if data:
+                extras["files"][other] = data
+                self.say(_unusable(label, other, reason, "archived"))
+        if not arrival.refused:
+            extras["files"][name] = arrival.data
+        invalid = arrival.trials.invalid if arrival.trials is not None else {}
+        if invalid and arrival.trials is not None:
+            ids = arrival.trials.image_ids
+            listed = [f"{ids[t][:60]!r} ({reason})" for t, reason in sorted(invalid.items())]
+            self.say(f"block {label}: {name}: {len(invalid)} trial(s) with impossible values treated as not shown: "
+                     + ", ".join(listed[:5]) + (" ..." if len(listed) > 5 else ""))
+            info["invalid_trials"] = _text_array([f"{t} {ids[t][:60]!r}: {r}" for t, r in sorted(invalid.items())])
 
     @staticmethod
     def _trial_record(trials: TrialResponses) -> dict[str, Any]:

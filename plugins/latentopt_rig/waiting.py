@@ -4,16 +4,22 @@ MATLAB (``save``) and most rig software write files in place, not by rename, so 
 may be incomplete. A file is read only when its size and modification time have not changed for
 ``settle_s`` and it parses; a file that does not parse is retried while it changes, and declared
 corrupt once it has stayed unchanged and unparsable for ``corrupt_after_s`` (it is then archived
-and its block re-queued). Nothing waits silently: an operator message goes out every
+and its block re-queued). A symlink, a directory, a FIFO or a hard-linked file is never opened
+(``lstat``, then ``O_NOFOLLOW``): it is refused with an operator line and, if it stays so for
+``corrupt_after_s``, treated like a corrupt file with only its name and the reason recorded.
+An empty file is waited on (the rig may create it before writing) and named in the messages.
+Nothing waits silently: an operator message goes out every
 ``message_every_s``, and at ``timeout_s`` the session stops in a resumable state
 (:class:`RigTimeout`) or, with ``on_timeout="wait"``, waits on with messages.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from latentopt.subject import SubjectUnavailable
@@ -68,15 +74,18 @@ class Arrival:
     error: str | None
     waited_s: float
     complete_at: float  # time.time() when the file was last seen changing
+    refused: bool = False  # not read at all (symlink, directory, ...): only its name and the reason are kept
+    others: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # other names seen unusable: why, bytes
 
 
 @dataclass
 class _Watch:
-    signature: tuple[int, int] | None = None
+    signature: tuple[int, ...] | None = None
     stable_since: float = 0.0
-    failed_signature: tuple[int, int] | None = None
+    failed_signature: tuple[int, ...] | None = None
     failed_since: float = 0.0
     error: str = ""
+    data: bytes = b""  # the last unparsable content read (archived if another file is used)
 
 
 def wait_for_response(
@@ -107,10 +116,11 @@ def wait_for_response(
     while True:
         now = clock()
         for path, watch in watches.items():
-            arrival = _look(path, watch, policy, now)
+            arrival = _look(path, watch, policy, now, say, what)
             if arrival is not None:
                 arrival.waited_s = now - start
                 arrival.complete_at = wall_start + (watch.stable_since - start)
+                arrival.others = {p.name: (w.error, w.data) for p, w in watches.items() if w.error and p != path}
                 return arrival
         waited = now - start
         if waited >= policy.timeout_s:
@@ -130,32 +140,86 @@ def wait_for_response(
         sleep(policy.poll_s)
 
 
-def _look(path: Path, watch: _Watch, policy: WaitPolicy, now: float) -> Arrival | None:
+def _refusal(st: os.stat_result) -> str | None:
+    """Why a response path is not read at all (a symlink, not a regular file, a hard link), or None."""
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "special"
+        return f"{kind}, not a regular file"
+    if st.st_nlink > 1:
+        return f"a regular file with {st.st_nlink} hard links (may be a file outside the exchange folder)"
+    return None
+
+
+def _read_regular(path: Path, limit: int, expected: os.stat_result) -> bytes | None:
+    """Up to ``limit`` bytes of ``path``, opened without following a symlink; None if it changed kind."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
-        stat = path.stat()
+        fd = os.open(path, flags)
+    except OSError:
+        return None  # replaced by a symlink or removed since lstat: look again next poll
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) != (expected.st_dev, expected.st_ino):
+            return None
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _look(path: Path, watch: _Watch, policy: WaitPolicy, now: float, say: Callable[[str], None],
+          what: str) -> Arrival | None:
+    try:
+        st = os.lstat(path)
     except FileNotFoundError:
         watch.signature = None
         return None
-    signature = (stat.st_size, stat.st_mtime_ns)
+    signature = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns, st.st_ino)
     if signature != watch.signature:
         watch.signature, watch.stable_since = signature, now
         return None
-    if now - watch.stable_since < policy.settle_s or stat.st_size == 0:
+    if now - watch.stable_since < policy.settle_s:
         return None
-    if stat.st_size > policy.max_file_bytes:
-        with open(path, "rb") as handle:
-            head = handle.read(min(policy.max_file_bytes, 1 << 20))
-        return Arrival(path, head, None, f"{stat.st_size} bytes exceeds max_file_mb "
+    refusal = _refusal(st)
+    if refusal is not None:
+        return _failed(path, watch, signature, now, policy, f"refused: {refusal}; not read", b"", say, what)
+    if st.st_size == 0:  # the rig may create the file before writing: named in messages, never corrupt
+        watch.error = "empty (0 bytes)"
+        if watch.failed_signature != signature and now - watch.stable_since >= policy.corrupt_after_s:
+            watch.failed_signature = signature
+            say(f"{what}: {path.name} is empty (0 bytes); waiting for its content")
+        return None
+    if st.st_size > policy.max_file_bytes:
+        head = _read_regular(path, min(policy.max_file_bytes, 1 << 20), st)
+        if head is None:
+            return None
+        return Arrival(path, head, None, f"{st.st_size} bytes exceeds max_file_mb "
                        f"({policy.max_file_bytes} bytes); first {len(head)} bytes archived", 0.0, 0.0)
-    data = path.read_bytes()[: policy.max_file_bytes]
-    if len(data) != stat.st_size:
+    data = _read_regular(path, policy.max_file_bytes + 1, st)
+    if data is None or len(data) != st.st_size:
         return None  # changed under us: look again next poll
     try:
         return Arrival(path, data, read_response_bytes(path.name, data), None, 0.0, 0.0)
     except ResponseFileError as err:
-        watch.error = str(err)
-        if watch.failed_signature != signature:
-            watch.failed_signature, watch.failed_since = signature, now
-        elif now - watch.failed_since >= policy.corrupt_after_s:
-            return Arrival(path, data, None, str(err), 0.0, 0.0)
-        return None
+        return _failed(path, watch, signature, now, policy, str(err), data, say, what)
+
+
+def _failed(path: Path, watch: _Watch, signature: tuple[int, ...], now: float, policy: WaitPolicy, error: str,
+            data: bytes, say: Callable[[str], None], what: str) -> Arrival | None:
+    """A file that cannot be used: retried while it changes, given up after ``corrupt_after_s`` unchanged."""
+    watch.error, watch.data = error, data
+    if watch.failed_signature != signature:
+        watch.failed_signature, watch.failed_since = signature, now
+        if not data:
+            say(f"{what}: {path.name} {error}; waiting {policy.corrupt_after_s:g} s for a usable response file")
+    elif now - watch.failed_since >= policy.corrupt_after_s:
+        return Arrival(path, data, None, error, 0.0, 0.0, refused=not data)
+    return None

@@ -89,8 +89,7 @@ def test_npz_with_pickled_objects_is_refused() -> None:
 
 @pytest.mark.parametrize(
     ("ids", "values", "message"),
-    [(["a", "b"], np.ones((3, 1)), "rows"), (["a"], np.array([[np.inf]]), "infinite"),
-     (["a"], np.ones((1, 2, 3)), "bin edges")],
+    [(["a", "b"], np.ones((3, 1)), "rows"), (["a"], np.ones((1, 2, 3)), "bin edges")],
 )
 def test_inconsistent_contents_are_refused(ids: list[str], values: np.ndarray, message: str) -> None:
     with pytest.raises(ResponseFileError, match=message):
@@ -104,3 +103,50 @@ def test_csv_needs_its_end_line_and_unknown_suffix_refused() -> None:
         read_response_bytes("block001.csv", data.replace(b"# end\n", b""))
     with pytest.raises(ResponseFileError, match="unknown response file type"):
         read_response_bytes("block001.pkl", data)
+
+
+def test_impossible_values_make_their_trial_not_shown_and_are_listed() -> None:
+    """inf, |x| > 1e9 and negative spike counts: that trial becomes NaN (re-queued), the others stay."""
+    evoked = TrialResponses(["a", "b", "c", "d"], np.array([[np.inf], [-1e300], [-3.0], [np.nan]])).validate()
+    assert evoked.invalid == {0: "infinite value", 1: "magnitude above 1e+09"}
+    np.testing.assert_array_equal(evoked.values, [[np.nan], [np.nan], [-3.0], [np.nan]])  # negative evoked is fine
+    counts = np.ones((2, 1, 3))
+    counts[1, 0, 2] = -1
+    binned = TrialResponses(["a", "b"], counts, EDGES).validate()
+    assert binned.invalid == {1: "negative spike count"}
+    assert np.isnan(binned.values[1]).all() and (binned.values[0] == 1).all()
+
+
+def test_compressed_files_within_bounds_are_read() -> None:
+    """Deflated HDF5 (vlen and fixed-length ids, shuffle, fletcher32, odd chunks), savez_compressed and
+    compressed MAT v5 pass the pre-read bounds; HDF5 filters that could be inflated unbounded are refused."""
+    from scipy.io import savemat
+
+    ids = [f"block001_{k:03d}_g00001_main_{k:03d}" for k in range(300)]
+    for vlen in (True, False):
+        buffer = io.BytesIO()
+        with h5py.File(buffer, "w") as f:
+            if vlen:
+                f.create_dataset("image_ids", data=np.array(ids, dtype=object), dtype=h5py.string_dtype(),
+                                 compression="gzip")
+            else:
+                f.create_dataset("image_ids", data=np.array([i.encode() for i in ids]), compression="gzip", chunks=(7,))
+            f.create_dataset("responses", data=np.ones((300, 4)), compression="gzip", shuffle=True, fletcher32=True,
+                             chunks=(33, 3), maxshape=(None, None))
+        back = read_response_bytes("block001.h5", buffer.getvalue())
+        assert back.image_ids == ids and back.values.shape == (300, 4)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, image_ids=np.array(ids), responses=np.ones((300, 2)))
+    assert read_response_bytes("block001.npz", buffer.getvalue()).image_ids == ids
+    cell = np.empty((300, 1), dtype=object)
+    cell[:, 0] = ids
+    buffer = io.BytesIO()
+    savemat(buffer, {"stimulusID": cell, "tEvokedResp": np.ones((300, 2)), "other": np.zeros((5, 5))},
+            do_compression=True)
+    assert read_response_bytes("block001.mat", buffer.getvalue()).image_ids == ids
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        f.create_dataset("image_ids", data=np.array([b"a"]))
+        f.create_dataset("responses", data=np.ones((1, 1)), compression="lzf")
+    with pytest.raises(ResponseFileError, match=r"block001\.h5: .*unsupported HDF5 filters \['lzf'\]"):
+        read_response_bytes("block001.h5", buffer.getvalue())

@@ -95,3 +95,17 @@ def test_records_hold_archived_files_unknown_ids_and_both_threads(tmp_path: Path
         assert (owners == 0).sum() == 8 and (owners == 1).sum() == 8 and (owners == -1).sum() == 2
         assert result.images_shown == 18
     assert "../../../etc/passwd" in set(run.subject[1]["unknown_ids"])
+
+
+@pytest.mark.parametrize("fmt", ["npz", "mat73", "csv"])
+def test_unequal_repeats_average_exactly_the_valid_trials(fmt: str, tmp_path: Path) -> None:
+    """ref_a shown 3 times, ref_b once, ref_c twice with one NaN trial (an aborted trial), in shuffled order."""
+    subject = RigSubject(exchange=tmp_path, protocol="native", n_channels=2, requeue_attempts=0, **FAST_WAIT)
+    ids = ["ref_a", "ref_c", "ref_b", "ref_a", "ref_c", "ref_a"]
+    values = np.array([[1.0, 10.0], [np.nan, np.nan], [7.0, -2.0], [2.5, 20.0], [4.0, 0.5], [6.25, 33.0]])
+    write_response(subject.exchange, "000", TrialResponses(ids, values), fmt)
+    responses = subject.respond(torch.zeros(3, 3, 8, 8), image_ids=["ref_a", "ref_b", "ref_c"],
+                                rng=np.random.default_rng(0))
+    expected = np.array([[(1.0 + 2.5 + 6.25) / 3, (10.0 + 20.0 + 33.0) / 3], [7.0, -2.0], [4.0, 0.5]])
+    np.testing.assert_array_equal(responses, expected)
+    assert subject.block_extras()["shown"] == 3 and len(subject.block_extras()["not_shown"]) == 0

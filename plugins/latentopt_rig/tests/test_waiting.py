@@ -83,3 +83,25 @@ def test_bad_policy_values_are_refused() -> None:
         WaitPolicy(on_timeout="forever")
     with pytest.raises(ValueError, match="poll_s"):
         WaitPolicy(poll_s=0)
+
+
+def test_symlink_is_refused_unread_and_a_good_file_under_another_name_is_used(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.mat"
+    outside.write_bytes(DATA)
+    exchange = tmp_path / "exchange"
+    exchange.mkdir()
+    (exchange / "block001.mat").symlink_to(outside)
+    (exchange / "block001.npz").mkdir()
+    good = exchange / "block001.csv"
+    messages: list[str] = []
+    policy = WaitPolicy(poll_s=0.01, settle_s=0.02, timeout_s=5.0, corrupt_after_s=2.0, message_every_s=5.0)
+    writer = write_later(good, [encode_responses(TrialResponses(["a"], np.array([[3.0]])), "csv")], pause=0.2)
+    arrival = wait_for_response([exchange / n for n in ("block001.mat", "block001.npz", "block001.csv")], policy,
+                                say=messages.append, what="block 001")
+    writer.join()
+    assert arrival.path == good and arrival.trials is not None and arrival.trials.values.tolist() == [[3.0]]
+    assert {name: reason for name, (reason, _) in arrival.others.items()} == {
+        "block001.mat": "refused: a symbolic link; not read",
+        "block001.npz": "refused: a directory, not a regular file; not read"}
+    assert all(data == b"" for _, data in arrival.others.values())
+    assert len(messages) == 2 and all("refused" in m for m in messages)
