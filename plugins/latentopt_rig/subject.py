@@ -9,8 +9,9 @@ Policies (also in ``docs/rig.md``):
 * **Not shown** (no trial with a finite response: aborted trial, fixation break, NaN, missing
   row, or the whole file corrupt): with ``not_shown="requeue"`` the images are shown again, within
   the same generation, in the next block (block numbers are one counter over the session, as
-  XDream numbers them; up to ``requeue_attempts`` follow-up blocks per generation); whatever is still missing after that, or at once with ``not_shown="nan"``, is scored
-  NaN and the optimizer's ``nan_policy`` applies. Every such image is listed in the record.
+  XDream numbers them; up to ``requeue_attempts`` follow-up blocks per generation); whatever is
+  still missing after that, or at once with ``not_shown="nan"``, is scored NaN and the
+  optimizer's ``nan_policy`` applies. Every such image is listed in the record.
 * **Unknown ids** (a trial whose id is no image of the block): logged to the operator, listed in the
   record and never used; ids that name another session are told apart (one line per file).
 * **Session**: the exchange folder is claimed for this session (:mod:`latentopt_rig.session`); a
@@ -248,20 +249,15 @@ class RigSubject(Subject):
         if not self._claimed or self._next_block is None:
             self.start_block(self._generation)
         generation = self._generation
-        assert self._next_block is not None
         extras: dict[str, Any] = {"protocol": self.protocol, "session": self.session, "generation": generation,
                                   "block": self._next_block, "expected": len(ids), "files": {}}
         blocks: list[int] = []
-        foreign: list[str] = []
-        requeued: list[str] = []
-        unknown: list[str] = []
+        requeued, unknown, foreign = [], [], []
         attempts = 1 + (self.requeue_attempts if self.not_shown == "requeue" else 0)
         t0 = time.monotonic()
         for attempt in range(attempts):
-            blocks.append(self._next_block)
-            self._next_block += 1
-            arrival, info = self._show(blocks[-1], generation, attempt, [ids[i] for i in pending],
-                                       [frames[i] for i in pending])
+            arrival, info = self._show(generation, attempt, [ids[i] for i in pending], [frames[i] for i in pending])
+            blocks.append(info["block"])
             extras["files"][arrival.path.name] = arrival.data
             if arrival.trials is not None:
                 try:
@@ -285,14 +281,7 @@ class RigSubject(Subject):
                 requeued += [ids[i] for i in pending]
                 self.say(f"block {info['label']}: {len(pending)} image(s) not shown; re-queued in block "
                          f"{block_label(self._next_block)}")
-        first = block_label(blocks[0])
-        if pending:
-            self.say(f"block {first}: {len(pending)} image(s) not shown after {attempt + 1} "
-                     f"attempt(s); scored NaN (not_shown={self.not_shown})")
-        if unknown:
-            shown = ", ".join(repr(u[:60]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            self.say(f"block {first}: {len(unknown)} trial(s) with ids not in the manifest, logged "
-                     f"and not used: {shown}")
+        self._tell_outcome(block_label(blocks[0]), len(pending), attempt + 1, unknown)
         extras.update(attempts=attempt + 1, seconds_waited=time.monotonic() - t0, shown=len(ids) - len(pending),
                       not_shown=_text_array([ids[i] for i in pending]), requeued=_text_array(requeued),
                       unknown_ids=_text_array(unknown), foreign_ids=_text_array(foreign),
@@ -300,6 +289,16 @@ class RigSubject(Subject):
         self._extras = extras
         self._generation = generation + 1
         return results
+
+    def _tell_outcome(self, first: str, not_shown: int, attempts: int, unknown: list[str]) -> None:
+        """Operator lines at the end of a generation: images scored NaN, unknown trial ids."""
+        if not_shown:
+            self.say(f"block {first}: {not_shown} image(s) not shown after {attempts} "
+                     f"attempt(s); scored NaN (not_shown={self.not_shown})")
+        if unknown:
+            shown = ", ".join(repr(u[:60]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+            self.say(f"block {first}: {len(unknown)} trial(s) with ids not in the manifest, logged "
+                     f"and not used: {shown}")
 
     def _foreign(self, unknown: list[str], label: str, file: str) -> list[str]:
         """The unknown trial ids that name another session; one operator line if there are any."""
@@ -311,8 +310,11 @@ class RigSubject(Subject):
         return foreign
 
     # ------------------------------------------------------------------ steps
-    def _show(self, block: int, generation: int, attempt: int, ids: list[str],
-              frames: list[np.ndarray]) -> tuple[Arrival, dict]:
+    def _show(self, generation: int, attempt: int, ids: list[str], frames: list[np.ndarray]) -> tuple[Arrival, dict]:
+        """Write the next block of the session's counter and wait for its response."""
+        assert self._next_block is not None
+        block = self._next_block
+        self._next_block += 1
         label = block_label(block)
         suffixes = PROTOCOLS[self.protocol]
         hint = f"block{label}.mat" if self.protocol == "xdream" else f"block{label}.{{h5,npz,csv,mat}}"
@@ -327,7 +329,8 @@ class RigSubject(Subject):
         problem = verify_block(self.exchange, manifest)
         if problem is not None and arrival.error is None:
             arrival.trials, arrival.error = None, f"refused: {problem}; its responses may be to other images"
-        info = {"label": label, "block": block, "generation": generation, "file": arrival.path.name, "resumed": resumed, "images": len(ids),
+        info = {"label": label, "block": block, "generation": generation, "file": arrival.path.name,
+                "resumed": resumed, "images": len(ids),
                 "manifest_written_at": written_at, "response_complete_at": arrival.complete_at,
                 "response_read_at": time.time(),
                 "waited_s": arrival.waited_s, "manifest": manifest}

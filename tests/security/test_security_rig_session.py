@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from latentopt.records import RunWriter, load_generation
 from latentopt_rig.drill import SimThread, rig_evolution
 from latentopt_rig.exchange import RigProtocolError, png_bytes
 from latentopt_rig.session import MARKER, load_run_session
+
+from latentopt.records import RunWriter, load_generation
 
 PROTOCOLS = [("xdream", "mat73"), ("native", "h5")]
 

@@ -39,7 +39,8 @@ def test_block_is_written_with_manifest_last_and_adopted_on_resume(tmp_path: Pat
     manifest, resumed = block(tmp_path, ids)
     assert not resumed and block_label(3) == "003" and block_label(1234) == "1234"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "block003.manifest.json", f"block003_000_{SESSION}_g00002_main_000.png", f"block003_001_{SESSION}_ref_coffee.png"]
+        "block003.manifest.json", f"block003_000_{SESSION}_g00002_main_000.png",
+        f"block003_001_{SESSION}_ref_coffee.png"]
     read = read_manifest(tmp_path / "block003.manifest.json")
     assert (read["session"], read["block"], read["generation"], read["attempt"]) == (SESSION, 3, 2, 1)
     entries = read["images"]

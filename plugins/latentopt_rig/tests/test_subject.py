@@ -26,7 +26,8 @@ def test_channels_areas_and_mean(tmp_path: Path) -> None:
     subject = RigSubject(exchange=tmp_path / "x", protocol="native", n_channels=4, channel_areas=str(table),
                          area="PIT", combine="mean", **FAST_WAIT)
     assert subject.channels == [2, 3] and subject.channel_names == ["mean(ch2:PIT,ch3:PIT)"]
-    write_response(subject.exchange, "000", TrialResponses([stimulus_id(subject.session, "ref_a")], np.array([[1.0, 2.0, 3.0, 5.0]])))
+    trials = TrialResponses([stimulus_id(subject.session, "ref_a")], np.array([[1.0, 2.0, 3.0, 5.0]]))
+    write_response(subject.exchange, "000", trials)
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["ref_a"], rng=np.random.default_rng(0))
     np.testing.assert_allclose(responses, [[4.0]])
     with pytest.raises(ValueError, match=r"not in 0\.\.3"):
