@@ -161,18 +161,18 @@ def _check_adopted(path: Path, existing: dict[str, Any], expected: dict[str, Any
     for key in ("session", "block", "generation", "attempt"):
         if existing.get(key) != expected[key]:
             raise RigProtocolError(f"{where} is {key} {existing.get(key)!r}, this run expects {expected[key]!r}: "
-                                   "it belongs to another session; give each session its own exchange folder")
+                                   "it belongs to another session; give each session its own exchange folder.")
     entries = existing.get("images")
     if not isinstance(entries, list) or [e.get("image_id") for e in entries] != expected["ids"]:
         raise RigProtocolError(f"{where} holds other images than block {expected['label']} of this run; "
-                               "give each session its own exchange folder")
+                               "give each session its own exchange folder.")
     for entry, digest in zip(entries, hashes, strict=True):
         if entry.get("sha256") != digest:
             raise RigProtocolError(f"{where}: sha256 of {entry.get('image_id')} differs from the image this run "
-                                   "makes (tampered manifest?); resume on a new exchange folder")
+                                   "makes (tampered manifest?); resume on a new exchange folder.")
         if _sha256_file(path.parent / str(entry.get("file"))) != digest:
             raise RigProtocolError(f"{where}: image file {entry.get('file')} does not match its sha256 "
-                                   "(tampered or missing); resume on a new exchange folder")
+                                   "(tampered or missing); resume on a new exchange folder.")
 
 
 def write_block(

@@ -54,7 +54,7 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
             raise ValueError("no valid session id")
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise RigProtocolError(f"{what} {path} is unreadable ({' '.join(str(err).split())}); give this session "
-                               "a new exchange folder") from None
+                               "a new exchange folder.") from None
     return data
 
 
@@ -106,12 +106,12 @@ def claim_folder(folder: Path, state: FolderState, session: str, run_dir: Path |
             started = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(marker.get("created_at", 0))))
             raise RigProtocolError(
                 f"exchange folder {folder} belongs to session {marker['session']} (run {marker.get('run_dir')}, "
-                f"started {started}), not to this session {session}: give each session its own exchange folder")
+                f"started {started}), not to this session {session}: give each session its own exchange folder.")
         return
     if state.block_files:
         raise RigProtocolError(
             f"exchange folder {folder} holds {len(state.block_files)} block file(s) of an unknown session "
-            f"(e.g. {state.block_files[0]}) and no {MARKER}: give each session its own exchange folder")
+            f"(e.g. {state.block_files[0]}) and no {MARKER}: give each session its own exchange folder.")
     data = {"format": SESSION_FORMAT, "session": session, "run_dir": None if run_dir is None else str(run_dir),
             "created_at": time.time()}
     atomic_write(marker_path, json.dumps(data, indent=1).encode())
