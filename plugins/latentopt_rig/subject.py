@@ -265,7 +265,7 @@ class RigSubject(Subject):
                     for k, value in accepted.items():
                         results[pending[k]] = value
                     unknown += unknown_now
-                    foreign += self._foreign(unknown_now, info["label"], arrival.path.name)
+                    foreign += self._foreign(unknown_now, info["manifest"], arrival.path.name)
                     info["trials"] = self._trial_record(arrival.trials)
                 except ResponseFileError as err:
                     arrival.error = str(err)
@@ -300,13 +300,18 @@ class RigSubject(Subject):
             self.say(f"block {first}: {len(unknown)} trial(s) with ids not in the manifest, logged "
                      f"and not used: {shown}")
 
-    def _foreign(self, unknown: list[str], label: str, file: str) -> list[str]:
-        """The unknown trial ids that name another session; one operator line if there are any."""
+    def _foreign(self, unknown: list[str], manifest: dict[str, Any], file: str) -> list[str]:
+        """The unknown trial ids that name another session (one operator line); a hint for bare image ids."""
+        label = manifest["label"]
         foreign = [u for u in unknown if session_of(u) not in (None, self.session)]
         if foreign:
             sessions = sorted({str(session_of(u)) for u in foreign})
             self.say(f"block {label}: {file} holds {len(foreign)} trial(s) of session(s) {', '.join(sessions)}, "
                      f"not of this session {self.session}; refused, not used")
+        bare = {e["image_id"] for e in manifest["images"]}.intersection(unknown)
+        if bare:
+            self.say(f"block {label}: {file} names {len(bare)} image(s) by the bare image id, without the session "
+                     "id; not used: the rig must echo the image file name or the manifest's stimulus_id (docs/rig.md)")
         return foreign
 
     # ------------------------------------------------------------------ steps

@@ -6,6 +6,7 @@ nothing already recorded lost.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -192,3 +193,37 @@ def test_reused_folder_is_one_line_on_the_command_line(tmp_path: Path) -> None:
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"latentopt: stopped: exchange folder {exchange} belongs to session {a}")
     assert RunWriter(run_b).completed_generations() == 0
+
+
+def test_unreadable_session_marker_is_one_line(tmp_path: Path) -> None:
+    exchange = tmp_path / "ex"
+    exchange.mkdir()
+    (exchange / MARKER).write_bytes(b"\x00\xffnot json" * 10)
+    with pytest.raises(RigProtocolError) as err:
+        rig_evolution(tmp_path / "run", exchange, generations=1).run()
+    one_line(err, str(exchange / MARKER), "unreadable", "new exchange folder")
+    assert RunWriter(tmp_path / "run").completed_generations() == 0
+
+
+def test_bare_image_ids_from_the_rig_are_not_used_and_explained(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A rig that echoes the session-less image id (the old native protocol): nothing attached, one hint."""
+    from latentopt_rig.formats import TrialResponses, encode_responses
+
+    exchange = tmp_path / "ex"
+
+    def answer_bare() -> None:
+        manifest = json.loads((exchange / "block000.manifest.json").read_text())
+        ids = [e["image_id"] for e in manifest["images"]]
+        (exchange / "block000.h5").write_bytes(encode_responses(TrialResponses(ids, np.ones((len(ids), 1))), "h5"))
+
+    thread = later(lambda: (exchange / "block000.manifest.json").exists(), answer_bare)
+    try:
+        rig_evolution(tmp_path / "run", exchange, generations=1, protocol="native", not_shown="nan").run()
+    finally:
+        thread.join(1)
+    record = load_generation(tmp_path / "run", 0)
+    assert np.isnan(record["block"]["responses"]).all()
+    assert len(record["subject"]["not_shown"]) == 10 and len(record["subject"]["unknown_ids"]) == 10
+    lines = [line for line in capsys.readouterr().err.splitlines() if "bare image id" in line]
+    assert len(lines) == 1 and "stimulus_id" in lines[0]
