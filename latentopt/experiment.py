@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -231,6 +232,9 @@ class Evolution:
         """Run from ``start_generation`` until the generations or the budget are used up."""
         results = []
         generation = start_generation
+        run_dir = getattr(self.recorder, "run_dir", None)  # a RunWriter's folder
+        if run_dir is not None:
+            self.subject.bind_run(Path(run_dir))
         while not self.finished(generation):
             results.append(self.step(generation))
             generation += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,13 @@ class Subject(ABC):
         Returns:
             ``(n, channels)`` or ``(n, channels, time_bins)`` float64. An image that was not
             shown (aborted trial) has NaN responses.
+        """
+
+    def bind_run(self, run_dir: Path) -> None:
+        """Called once before the first block with the run folder the blocks are recorded in.
+
+        Rigs keep their session identity there, so a resumed run goes on as the same session.
+        Default: nothing.
         """
 
     def start_block(self, block: int) -> None:

@@ -38,14 +38,14 @@ def tiny_threads(names: Sequence[str] = ("main",), *, population: int = 8, seed:
 
 
 def rig_evolution(run_dir: Path, exchange: Path, *, generations: int = 3, names: Sequence[str] = ("main",),
-                  references: bool = True, start: bool = True, **subject_kwargs: Any) -> Evolution:
-    """An evolution of :func:`tiny_threads` on a :class:`RigSubject`, recorded in ``run_dir``."""
+                  references: bool = True, start: bool = True, seed: int = 0, **subject_kwargs: Any) -> Evolution:
+    """An evolution of :func:`tiny_threads` (seeded by ``seed``) on a :class:`RigSubject`, recorded in ``run_dir``."""
     subject = RigSubject(exchange=exchange, **{**FAST_WAIT, **subject_kwargs})
     refs = load_references(["camera", "coffee"], (32, 32)) if references else None
     writer = RunWriter(run_dir)
     if start:
         writer.start(config_yaml="drill: rig\n", provenance={"drill": True})
-    return Evolution(tiny_threads(names), subject, seed=0, generations=generations, references=refs,
+    return Evolution(tiny_threads(names, seed=seed), subject, seed=seed, generations=generations, references=refs,
                      recorder=writer)
 
 
@@ -101,9 +101,8 @@ def audit(run_dir: Path, events: Sequence[SimEvent], generations: int) -> Audit:
     delivered: dict[tuple[int, str], list[list[float]]] = {}
     for event in events:
         if event.usable:
-            block = int(event.label.split("r")[0])
             for image_id, trials in event.delivered.items():
-                delivered.setdefault((block, image_id), trials)
+                delivered.setdefault((event.generation, image_id), trials)
     written = {e.file for e in events}
     result.files_written = len(written)
     for g in range(generations):

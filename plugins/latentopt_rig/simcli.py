@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subject", default="gabor_v1", help="registered simulated subject (gabor_v1, cnn_unit, ...)")
     p.add_argument("--subject-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="subject keyword, e.g. layer=V4 or channels=[0,1]")
-    p.add_argument("--fault", action="append", default=[], metavar="KIND[@BLOCKS]",
-                   help=f"inject a fault on the first showing of blocks (list or 'all'): {', '.join(FAULT_KINDS)}")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND[@GENERATIONS]",
+                   help="inject a fault on the first block of generations (list or 'all'; re-queued blocks come "
+                   f"back clean): {', '.join(FAULT_KINDS)}")
     p.add_argument("--repeats", type=int, default=1, help="trials per image")
     p.add_argument("--bin-ms", type=float, default=10.0)
     p.add_argument("--latency-ms", type=float, default=50.0, help="response latency")

@@ -8,7 +8,11 @@ it into Poisson spike trains in time bins (baseline rate before the response lat
 rates (response window minus baseline, spikes/s) or the raw PSTH. Like MATLAB's ``save`` it writes
 the file in place, not by rename.
 
-Faults (each on chosen blocks, first showing only, so re-queued blocks come back clean):
+It echoes each image's name as the protocol asks (docs/rig.md): XDream's ``stimulusID`` is the
+image file name without ``.png``, the native protocol's id is the manifest's ``stimulus_id``; both
+carry the session id, which is how latentopt tells this session's responses from another's.
+
+Faults (each on chosen generations, first showing only, so re-queued blocks come back clean):
 ``delay`` (answer late), ``missing`` (drop the trials of some images), ``repeated`` (extra
 trials), ``truncated`` (file cut short), ``corrupt`` (garbage bytes), ``unknown`` (trials with ids
 not in the manifest, including a path), ``nan`` (NaN responses), ``slow`` (file written in
@@ -42,7 +46,7 @@ class SimulatedRestart(Exception):
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault on the first showing of some blocks (``blocks=None``: every block)."""
+    """A fault on the first showing (first block) of some generations (``blocks=None``: every one)."""
 
     kind: str
     blocks: frozenset[int] | None = None
@@ -53,14 +57,14 @@ class Fault:
 
     @classmethod
     def parse(cls, text: str) -> Fault:
-        """``"missing@1,3"`` (blocks 1 and 3), ``"delay@all"`` or ``"nan"`` (every block)."""
+        """``"missing@1,3"`` (generations 1 and 3), ``"delay@all"`` or ``"nan"`` (every generation)."""
         kind, _, where = text.partition("@")
         if where in ("", "all"):
             return cls(kind.strip())
         return cls(kind.strip(), frozenset(int(b) for b in where.split(",")))
 
-    def applies(self, block: int, attempt: int) -> bool:
-        return attempt == 0 and (self.blocks is None or block in self.blocks)
+    def applies(self, generation: int, attempt: int) -> bool:
+        return attempt == 0 and (self.blocks is None or generation in self.blocks)
 
 
 @dataclass
@@ -103,6 +107,7 @@ class SimEvent:
     """What the simulator did for one block label (the ground truth of the fault tests)."""
 
     label: str
+    generation: int
     faults: list[str]
     file: str
     usable: bool
@@ -180,7 +185,8 @@ class RigSimulator:
         s = self.settings
         manifest = read_manifest(manifest_path)
         label, block, attempt = manifest["label"], int(manifest["block"]), int(manifest["attempt"])
-        kinds = [f.kind for f in self.faults if f.applies(block, attempt)]
+        generation = int(manifest["generation"])
+        kinds = [f.kind for f in self.faults if f.applies(generation, attempt)]
         if "restart" in kinds and label not in self.crashed:
             self.crashed.add(label)
             self.say(f"block {label}: simulated crash before answering (fault restart)")
@@ -200,7 +206,8 @@ class RigSimulator:
                   else np.zeros((0, drive.shape[1], n_bins)))
         if "nan" in kinds:
             counts[[i for i, k in enumerate(order) if k in chosen]] = np.nan
-        stim = [entries[k]["file"][: -len(".png")] if s.protocol == "xdream" else entries[k]["image_id"] for k in order]
+        stim = [entries[k]["file"][: -len(".png")] if s.protocol == "xdream" else entries[k]["stimulus_id"]
+                for k in order]
         unknown = []
         if "unknown" in kinds:
             unknown = ["g99999_ghost_000", "../../../etc/passwd", "block999_000_ref_nothing"]
@@ -215,7 +222,7 @@ class RigSimulator:
             data = data[: len(data) // 2]
         if "corrupt" in kinds:
             data = rng.integers(0, 256, size=len(data), dtype=np.uint8).tobytes()
-        event = SimEvent(label, kinds, f"block{label}{FORMAT_SUFFIX[s.fmt]}",
+        event = SimEvent(label, generation, kinds, f"block{label}{FORMAT_SUFFIX[s.fmt]}",
                          usable=not any(k in UNUSABLE_FAULTS for k in kinds), unknown_ids=unknown)
         for k, trial in zip(order, evoked[: len(order)], strict=True):
             if np.isfinite(trial).any():

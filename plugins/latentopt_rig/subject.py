@@ -8,11 +8,15 @@ Policies (also in ``docs/rig.md``):
 
 * **Not shown** (no trial with a finite response: aborted trial, fixation break, NaN, missing
   row, or the whole file corrupt): with ``not_shown="requeue"`` the images are shown again, within
-  the same generation, in a follow-up block ``block{NNN}r{a}`` (up to ``requeue_attempts``
-  times); whatever is still missing after that, or at once with ``not_shown="nan"``, is scored
-  NaN and the optimizer's ``nan_policy`` applies. Every such image is listed in the record.
+  the same generation, in the next block (block numbers are one counter over the session, as
+  XDream numbers them; up to ``requeue_attempts`` follow-up blocks per generation); whatever is
+  still missing after that, or at once with ``not_shown="nan"``, is scored NaN and the
+  optimizer's ``nan_policy`` applies. Every such image is listed in the record.
 * **Unknown ids** (a trial whose id is no image of the block): logged to the operator, listed in the
-  record and never used.
+  record and never used; ids that name another session are told apart (one line per file).
+* **Session**: the exchange folder is claimed for this session (:mod:`latentopt_rig.session`); a
+  folder of another session is refused at start, and a block whose manifest or images changed
+  after latentopt wrote them has its response refused (re-queued).
 * **Time-binned responses**: spike counts per bin become rates (spikes/s); the evoked response is
   the mean rate in ``response_window_ms`` minus the mean rate in ``baseline_window_ms``. The raw bins
   are kept in the record.
@@ -35,14 +39,25 @@ from latentopt.objective import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_r
 from latentopt.subject import Subject
 from latentopt_rig.channels import COMBINE, channel_name, load_area_table, select_channels
 from latentopt_rig.exchange import (
+    RigProtocolError,
     block_label,
     check_image_id,
     clean_temporaries,
-    image_file_name,
+    read_manifest,
     response_paths,
+    verify_block,
     write_block,
 )
 from latentopt_rig.formats import RESPONSE_SUFFIXES, ResponseFileError, TrialResponses
+from latentopt_rig.session import (
+    FolderState,
+    claim_folder,
+    inspect_folder,
+    load_run_session,
+    new_session_id,
+    save_run_session,
+    session_of,
+)
 from latentopt_rig.waiting import Arrival, WaitPolicy, wait_for_response
 
 logger = logging.getLogger("latentopt_rig")
@@ -116,7 +131,16 @@ class RigSubject(Subject):
             raise ValueError("subject.n_channels must be >= 1 and subject.requeue_attempts >= 0")
         self.exchange = Path(exchange)
         self.exchange.mkdir(parents=True, exist_ok=True)
-        clean_temporaries(self.exchange)
+        self._folder: FolderState | RigProtocolError
+        try:
+            self._folder = inspect_folder(self.exchange)  # before this session writes anything
+        except RigProtocolError as err:
+            self._folder = err
+        self.session = new_session_id()
+        self._run_dir: Path | None = None
+        self._claimed = False
+        self._next_block: int | None = None
+        self._generation = 0
         self.protocol, self.n_channels_in_file = protocol, int(n_channels)
         self.areas = load_area_table(channel_areas) if channel_areas else {}
         self.channels = select_channels(channels, n_channels=self.n_channels_in_file, areas=self.areas, area=area)
@@ -133,7 +157,6 @@ class RigSubject(Subject):
         if not 0 <= png_compression <= 9:
             raise ValueError(f"subject.png_compression must be in 0..9, got {png_compression}")
         self.png_compression = int(png_compression)
-        self._block = 0
         self._extras: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []
 
@@ -164,8 +187,58 @@ class RigSubject(Subject):
         logger.info(message)
 
     # ------------------------------------------------------------------ Subject API
+    def bind_run(self, run_dir: Path) -> None:
+        """Adopt the session id recorded in ``run_dir`` (a resume) or record a new one, and claim the folder."""
+        recorded = load_run_session(run_dir)
+        if recorded is not None:
+            self.session = recorded
+        self._run_dir = run_dir
+        self._claim()
+        if recorded is None:
+            save_run_session(run_dir, self.session, self.exchange)
+
+    def _claim(self) -> None:
+        if self._claimed:
+            return
+        if isinstance(self._folder, RigProtocolError):
+            raise self._folder
+        claim_folder(self.exchange, self._folder, self.session, self._run_dir)
+        clean_temporaries(self.exchange)  # only now: they are this session's
+        self._claimed = True
+
     def start_block(self, block: int) -> None:
-        self._block = int(block)
+        """Begin generation ``block``; its first block number continues the session's counter."""
+        self._generation = int(block)
+        self._claim()
+        if self._next_block is None:
+            self._next_block = self._first_block(self._generation)
+
+    def _first_block(self, generation: int) -> int:
+        """The number of the generation's first block: the one already in the folder (resume), else the next."""
+        ours: dict[int, int] = {}
+        for path in self.exchange.glob("block*.manifest.json"):
+            try:
+                manifest = read_manifest(path)
+            except RigProtocolError:
+                continue
+            if manifest.get("session") == self.session:
+                ours[int(manifest["block"])] = int(manifest["generation"])
+        in_flight = [b for b, g in ours.items() if g == generation]
+        if in_flight:
+            return min(in_flight)
+        return 1 + max([*ours, self._recorded_last_block(generation)])
+
+    def _recorded_last_block(self, generation: int) -> int:
+        """The last block number in the run record of ``generation - 1`` (-1 if none)."""
+        if self._run_dir is None or generation < 1:
+            return -1
+        from latentopt.records import load_generation
+
+        try:
+            blocks = load_generation(self._run_dir, generation - 1).get("subject", {}).get("blocks")
+        except (OSError, KeyError, ValueError, RuntimeError):
+            return -1
+        return int(np.max(blocks)) if blocks is not None and np.size(blocks) else -1
 
     def block_extras(self) -> dict[str, Any]:
         return self._extras
@@ -179,14 +252,18 @@ class RigSubject(Subject):
                       .numpy())
         results = np.full((len(ids), len(self.channel_names)), np.nan)
         pending = list(range(len(ids)))
-        block = self._block
-        extras: dict[str, Any] = {"protocol": self.protocol, "block": block, "expected": len(ids), "files": {}}
-        requeued: list[str] = []
-        unknown: list[str] = []
+        if not self._claimed or self._next_block is None:
+            self.start_block(self._generation)
+        generation = self._generation
+        extras: dict[str, Any] = {"protocol": self.protocol, "session": self.session, "generation": generation,
+                                  "block": self._next_block, "expected": len(ids), "files": {}}
+        blocks: list[int] = []
+        requeued, unknown, foreign = [], [], []
         attempts = 1 + (self.requeue_attempts if self.not_shown == "requeue" else 0)
         t0 = time.monotonic()
         for attempt in range(attempts):
-            arrival, info = self._show(block, attempt, [ids[i] for i in pending], [frames[i] for i in pending])
+            arrival, info = self._show(generation, attempt, [ids[i] for i in pending], [frames[i] for i in pending])
+            blocks.append(info["block"])
             self._archive(arrival, extras, info)
             if arrival.trials is not None:
                 try:
@@ -194,6 +271,7 @@ class RigSubject(Subject):
                     for k, value in accepted.items():
                         results[pending[k]] = value
                     unknown += unknown_now
+                    foreign += self._foreign(unknown_now, info["manifest"], arrival.path.name)
                     info["trials"] = self._trial_record(arrival.trials)
                 except ResponseFileError as err:
                     arrival.error = str(err)
@@ -210,35 +288,62 @@ class RigSubject(Subject):
             if attempt + 1 < attempts:
                 requeued += [ids[i] for i in pending]
                 self.say(f"block {info['label']}: {len(pending)} image(s) not shown; re-queued in block "
-                         f"{block_label(block, attempt + 1)}")
-        if pending:
-            self.say(f"block {block_label(block)}: {len(pending)} image(s) not shown after {attempt + 1} "
+                         f"{block_label(self._next_block)}")
+        self._tell_outcome(block_label(blocks[0]), len(pending), attempt + 1, unknown)
+        extras.update(attempts=attempt + 1, seconds_waited=time.monotonic() - t0, shown=len(ids) - len(pending),
+                      not_shown=_text_array([ids[i] for i in pending]), requeued=_text_array(requeued),
+                      unknown_ids=_text_array(unknown), foreign_ids=_text_array(foreign),
+                      blocks=np.asarray(blocks, dtype=np.int64))
+        self._extras = extras
+        self._generation = generation + 1
+        return results
+
+    def _tell_outcome(self, first: str, not_shown: int, attempts: int, unknown: list[str]) -> None:
+        """Operator lines at the end of a generation: images scored NaN, unknown trial ids."""
+        if not_shown:
+            self.say(f"block {first}: {not_shown} image(s) not shown after {attempts} "
                      f"attempt(s); scored NaN (not_shown={self.not_shown})")
         if unknown:
             shown = ", ".join(repr(u[:60]) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
-            self.say(f"block {block_label(block)}: {len(unknown)} trial(s) with ids not in the manifest, logged "
+            self.say(f"block {first}: {len(unknown)} trial(s) with ids not in the manifest, logged "
                      f"and not used: {shown}")
-        extras.update(attempts=attempt + 1, seconds_waited=time.monotonic() - t0, shown=len(ids) - len(pending),
-                      not_shown=_text_array([ids[i] for i in pending]), requeued=_text_array(requeued),
-                      unknown_ids=_text_array(unknown))
-        self._extras = extras
-        self._block = block + 1
-        return results
+
+    def _foreign(self, unknown: list[str], manifest: dict[str, Any], file: str) -> list[str]:
+        """The unknown trial ids that name another session (one operator line); a hint for bare image ids."""
+        label = manifest["label"]
+        foreign = [u for u in unknown if session_of(u) not in (None, self.session)]
+        if foreign:
+            sessions = sorted({str(session_of(u)) for u in foreign})
+            self.say(f"block {label}: {file} holds {len(foreign)} trial(s) of session(s) {', '.join(sessions)}, "
+                     f"not of this session {self.session}; refused, not used")
+        bare = {e["image_id"] for e in manifest["images"]}.intersection(unknown)
+        if bare:
+            self.say(f"block {label}: {file} names {len(bare)} image(s) by the bare image id, without the session "
+                     "id; not used: the rig must echo the image file name or the manifest's stimulus_id (docs/rig.md)")
+        return foreign
 
     # ------------------------------------------------------------------ steps
-    def _show(self, block: int, attempt: int, ids: list[str], frames: list[np.ndarray]) -> tuple[Arrival, dict]:
-        label = block_label(block, attempt)
+    def _show(self, generation: int, attempt: int, ids: list[str], frames: list[np.ndarray]) -> tuple[Arrival, dict]:
+        """Write the next block of the session's counter and wait for its response."""
+        assert self._next_block is not None
+        block = self._next_block
+        self._next_block += 1
+        label = block_label(block)
         suffixes = PROTOCOLS[self.protocol]
         hint = f"block{label}.mat" if self.protocol == "xdream" else f"block{label}.{{h5,npz,csv,mat}}"
-        manifest, resumed = write_block(self.exchange, block=block, attempt=attempt, protocol=self.protocol,
-                                        image_ids=ids, images=frames, response_hint=hint,
-                                        compression=self.png_compression)
+        manifest, resumed = write_block(self.exchange, block=block, generation=generation, attempt=attempt,
+                                        session=self.session, protocol=self.protocol, image_ids=ids, images=frames,
+                                        response_hint=hint, compression=self.png_compression)
         if resumed:
             self.say(f"block {label}: already in the exchange folder (resumed session); collecting its response")
         written_at = time.time()
         arrival = wait_for_response(response_paths(self.exchange, label, suffixes), self.policy, say=self.say,
                                     what=f"block {label}")
-        info = {"label": label, "file": arrival.path.name, "resumed": resumed, "images": len(ids),
+        problem = verify_block(self.exchange, manifest)
+        if problem is not None and arrival.error is None:
+            arrival.trials, arrival.error = None, f"refused: {problem}; its responses may be to other images"
+        info = {"label": label, "block": block, "generation": generation, "file": arrival.path.name,
+                "resumed": resumed, "images": len(ids),
                 "manifest_written_at": written_at, "response_complete_at": arrival.complete_at,
                 "response_read_at": time.time(),
                 "waited_s": arrival.waited_s, "manifest": manifest}
@@ -270,9 +375,8 @@ class RigSubject(Subject):
         evoked = self._evoked(trials)
         index: dict[str, int] = {}
         for entry in manifest["images"]:
-            k = int(entry["index"])
-            file = image_file_name(manifest["label"], k, entry["image_id"])
-            for name in (entry["image_id"], file, file[: -len(".png")]):
+            k, file = int(entry["index"]), entry["file"]
+            for name in (entry["stimulus_id"], file, file[: -len(".png")]):  # all carry the session id
                 index[name] = k
         rows: dict[int, list[np.ndarray]] = {}
         unknown: list[str] = []

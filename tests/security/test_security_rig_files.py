@@ -13,6 +13,7 @@ import resource
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 import zlib
@@ -24,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from latentopt_rig.drill import FAST_WAIT, SimThread
+from latentopt_rig.exchange import stimulus_id
 from latentopt_rig.formats import ResponseFileError, TrialResponses, encode_responses, read_response_bytes
 from latentopt_rig.matlab73 import USERBLOCK_BYTES, mat73_header
 from latentopt_rig.subject import RigSubject
@@ -255,7 +257,7 @@ def test_ids_with_path_tricks_are_unknown_and_never_paths(tmp_path: Path, capsys
     exchange = tmp_path / "exchange"
     subject = RigSubject(exchange=exchange, protocol="native", **FAST_WAIT)
     tricks = ["../../x", "/etc/passwd", "a\0b", "ref_a/../../../evil", "C:\\evil", "\x1b[2Jref_a", "é" * 200]
-    ids = ["ref_a", *tricks]
+    ids = [stimulus_id(subject.session, "ref_a"), *tricks]
     values = np.arange(1.0, len(ids) + 1).reshape(-1, 1)
     (exchange / "block000.npz").write_bytes(encode_responses(TrialResponses(ids, values), "npz"))
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -263,7 +265,8 @@ def test_ids_with_path_tricks_are_unknown_and_never_paths(tmp_path: Path, capsys
     assert responses.tolist() == [[1.0]]
     assert [str(u) for u in subject.block_extras()["unknown_ids"]] == [t.rstrip("\0") for t in tricks]
     created = {p.name for p in tmp_path.rglob("*")} - set(before)
-    assert created == {"block000.manifest.json", "block000_000_ref_a.png"}  # nothing named after an id
+    assert created - {"latentopt-session.json"} == {  # nothing named after an id
+        "block000.manifest.json", f"block000_000_{stimulus_id(subject.session, 'ref_a')}.png"}
     lines = [line for line in capsys.readouterr().err.splitlines() if "not in the manifest" in line]
     assert len(lines) == 1 and "\x1b" not in lines[0]
 
@@ -282,7 +285,7 @@ def test_impossible_values_are_not_shown_and_named(fmt: str, tmp_path: Path,
     """-1e300, inf and negative spike counts: those trials are NaN (re-queued) with one line naming them."""
     exchange = tmp_path / "exchange"
     subject = RigSubject(exchange=exchange, protocol="native", requeue_attempts=0, **FAST_WAIT)
-    ids = ["ref_a", "ref_b", "ref_c", "ref_a"]
+    ids = [stimulus_id(subject.session, i) for i in ("ref_a", "ref_b", "ref_c", "ref_a")]
     counts = np.ones((4, 1, 20))
     counts[1, 0, 3], counts[2, 0, 7], counts[3, 0, 0] = -2.0, np.inf, 1e300
     edges = np.arange(0.0, 210.0, 10.0)
@@ -294,7 +297,7 @@ def test_impossible_values_are_not_shown_and_named(fmt: str, tmp_path: Path,
     assert sorted(map(str, extras["not_shown"])) == ["ref_b", "ref_c"]
     assert len(extras["attempt_0"]["invalid_trials"]) == 3
     lines = [line for line in capsys.readouterr().err.splitlines() if "impossible values" in line]
-    assert len(lines) == 1 and f"block000{suffix}" in lines[0] and "'ref_b' (negative spike count)" in lines[0]
+    assert len(lines) == 1 and f"block000{suffix}" in lines[0] and "_ref_b' (negative spike count)" in lines[0]
 
 
 def test_bad_files_do_not_stop_the_session_and_are_recorded_by_name(tmp_path: Path,
@@ -306,11 +309,11 @@ def test_bad_files_do_not_stop_the_session_and_are_recorded_by_name(tmp_path: Pa
     (exchange / "block000.h5").mkdir()
     (exchange / "block000.npz").symlink_to("/etc/passwd")
     (exchange / "block000.csv").write_bytes(csv_text(["ref_a,100000000000,1"]))
-    (exchange / "block000r1.npz").write_bytes(
-        encode_responses(TrialResponses(["ref_a"], np.array([[7.0]])), "npz"))
+    (exchange / "block001.npz").write_bytes(  # the re-queue: the next block of the session's counter
+        encode_responses(TrialResponses([stimulus_id(subject.session, "ref_a")], np.array([[7.0]])), "npz"))
     assert _respond(subject, ["ref_a"]).tolist() == [[7.0]]
     extras = subject.block_extras()
-    assert set(extras["files"]) == {"block000.csv", "block000r1.npz"}  # bounded byte copies of regular files
+    assert set(extras["files"]) == {"block000.csv", "block001.npz"}  # bounded byte copies of regular files
     assert set(extras["unusable_files"]) == {"block000.h5", "block000.npz", "block000.csv"}
     assert "symbolic link" in extras["unusable_files"]["block000.npz"]
     assert all(b"root:" not in data for data in extras["files"].values())
@@ -330,18 +333,35 @@ CLI_OVERRIDES = ["subject=rig_native", "subject.poll_s=0.02", "subject.settle_s=
                  "progress=false", "device=cpu"]
 
 
+def _plant_when_block_appears(exchange: Path) -> threading.Thread:
+    """Once the session has written block 000's manifest, put a CSV with channel 1e11 and a directory
+    under the block's response names (a folder holding files before the session starts is refused)."""
+
+    def plant() -> None:
+        deadline = time.monotonic() + 60
+        while not (exchange / "block000.manifest.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (exchange / "block000.csv").write_bytes(csv_text(["x_g00000_main_000,100000000000,1"]))
+        (exchange / "block000.h5").mkdir()
+
+    thread = threading.Thread(target=plant, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_cli_bad_files_stop_resumably_in_one_line_then_resume_completes(tmp_path: Path) -> None:
     """A CSV with channel 1e11 and a directory named block000.h5 used to crash the session, and the resumed
     session again on the same file: now the block is re-queued, the run stops resumably (no rig answering),
     and resumes to the end once the rig answers, the bad files still in the folder."""
     exchange, run_dir = tmp_path / "exchange", tmp_path / "run"
     exchange.mkdir()
-    (exchange / "block000.csv").write_bytes(csv_text(["g00000_main_000,100000000000,1"]))
-    (exchange / "block000.h5").mkdir()
+    planter = _plant_when_block_appears(exchange)
     stopped = _cli("main", *CLI_OVERRIDES, f"subject.exchange={exchange}", f"hydra.run.dir={run_dir}")
+    planter.join(timeout=5)
     assert stopped.returncode == 3 and "Traceback" not in stopped.stderr, stopped.stderr
-    assert stopped.stderr.strip().splitlines()[-1].startswith("latentopt: stopped: no response for block 000r")
+    assert stopped.stderr.strip().splitlines()[-1].startswith("latentopt: stopped: no response for block 00")
     assert "block000.csv is unusable (csv channel 100000000000 outside 0..4095); archived" in stopped.stderr
+    assert (exchange / "block000.csv").exists() and (exchange / "block000.h5").is_dir()
     sim = SimThread(exchange, protocol="native", fmt="npz")
     try:
         resumed = _cli("resume_main", str(run_dir))
@@ -361,4 +381,4 @@ def test_cli_foreign_exchange_folder_is_one_line(tmp_path: Path) -> None:
     stopped = _cli("main", *CLI_OVERRIDES, f"subject.exchange={exchange}", f"hydra.run.dir={run_dir}")
     assert stopped.returncode == 3 and "Traceback" not in stopped.stderr, stopped.stderr
     last = stopped.stderr.strip().splitlines()[-1]
-    assert last.startswith("latentopt: stopped: ") and "belongs to another session" in last
+    assert last.startswith("latentopt: stopped: ") and f"exchange folder {exchange}" in last

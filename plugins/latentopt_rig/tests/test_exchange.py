@@ -25,27 +25,42 @@ def test_unsafe_ids_are_refused(bad: str) -> None:
         check_image_id(bad)
 
 
+SESSION = "s0123abcd"
+
+
+def block(folder: Path, ids: list[str], frames: list[np.ndarray] = FRAMES, **kwargs: object) -> tuple[dict, bool]:
+    where = {"block": 3, "generation": 2, "attempt": 1, "session": SESSION, **kwargs}
+    return write_block(folder, protocol="xdream", image_ids=ids, images=frames, response_hint="block003.mat",
+                       **where)  # type: ignore[arg-type]
+
+
 def test_block_is_written_with_manifest_last_and_adopted_on_resume(tmp_path: Path) -> None:
-    ids = ["g00003_main_000", "ref_coffee"]
-    manifest, resumed = write_block(tmp_path, block=3, attempt=0, protocol="xdream", image_ids=ids, images=FRAMES,
-                                    response_hint="block003.mat")
-    assert not resumed and block_label(3, 1) == "003r1"
+    ids = ["g00002_main_000", "ref_coffee"]
+    manifest, resumed = block(tmp_path, ids)
+    assert not resumed and block_label(3) == "003" and block_label(1234) == "1234"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "block003.manifest.json", "block003_000_g00003_main_000.png", "block003_001_ref_coffee.png"]
-    entries = read_manifest(tmp_path / "block003.manifest.json")["images"]
+        "block003.manifest.json", f"block003_000_{SESSION}_g00002_main_000.png",
+        f"block003_001_{SESSION}_ref_coffee.png"]
+    read = read_manifest(tmp_path / "block003.manifest.json")
+    assert (read["session"], read["block"], read["generation"], read["attempt"]) == (SESSION, 3, 2, 1)
+    entries = read["images"]
     assert [e["thread"] for e in entries] == ["main", None] and [e["reference"] for e in entries] == [False, True]
-    again, resumed = write_block(tmp_path, block=3, attempt=0, protocol="xdream", image_ids=ids, images=FRAMES,
-                                 response_hint="block003.mat")
+    assert [e["stimulus_id"] for e in entries] == [f"{SESSION}_g00002_main_000", f"{SESSION}_ref_coffee"]
+    again, resumed = block(tmp_path, ids)
     assert resumed and again == manifest
-    with pytest.raises(RigProtocolError, match="another session"):
-        write_block(tmp_path, block=3, attempt=0, protocol="xdream", image_ids=ids[::-1], images=FRAMES,
-                    response_hint="block003.mat")
+    with pytest.raises(RigProtocolError, match="other images"):
+        block(tmp_path, ids[::-1])
+    with pytest.raises(RigProtocolError, match="session 's0123abcd', this run expects 's99999999'"):
+        block(tmp_path, ids, session="s99999999")
+    with pytest.raises(RigProtocolError, match="generation 2, this run expects 5"):
+        block(tmp_path, ids, generation=5)
+    with pytest.raises(RigProtocolError, match="sha256 of g00002_main_000 differs"):
+        block(tmp_path, ids, frames=FRAMES[::-1])
 
 
 def test_tampered_manifest_file_name_is_refused(tmp_path: Path) -> None:
-    write_block(tmp_path, block=0, attempt=0, protocol="native", image_ids=["g00000_main_000"], images=FRAMES[:1],
-                response_hint="block000.h5")
-    path = tmp_path / "block000.manifest.json"
+    block(tmp_path, ["g00000_main_000"], FRAMES[:1])
+    path = tmp_path / "block003.manifest.json"
     manifest = json.loads(path.read_text())
     manifest["images"][0]["file"] = "../../etc/passwd"
     path.write_text(json.dumps(manifest))

@@ -10,7 +10,7 @@ import torch
 
 from latentopt.records import load_generation, load_run
 from latentopt_rig.drill import FAST_WAIT, rig_evolution
-from latentopt_rig.exchange import block_label
+from latentopt_rig.exchange import stimulus_id
 from latentopt_rig.formats import TrialResponses, encode_responses
 from latentopt_rig.subject import RigSubject
 
@@ -26,7 +26,8 @@ def test_channels_areas_and_mean(tmp_path: Path) -> None:
     subject = RigSubject(exchange=tmp_path / "x", protocol="native", n_channels=4, channel_areas=str(table),
                          area="PIT", combine="mean", **FAST_WAIT)
     assert subject.channels == [2, 3] and subject.channel_names == ["mean(ch2:PIT,ch3:PIT)"]
-    write_response(subject.exchange, "000", TrialResponses(["ref_a"], np.array([[1.0, 2.0, 3.0, 5.0]])))
+    trials = TrialResponses([stimulus_id(subject.session, "ref_a")], np.array([[1.0, 2.0, 3.0, 5.0]]))
+    write_response(subject.exchange, "000", trials)
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["ref_a"], rng=np.random.default_rng(0))
     np.testing.assert_allclose(responses, [[4.0]])
     with pytest.raises(ValueError, match=r"not in 0\.\.3"):
@@ -38,10 +39,11 @@ def test_channels_areas_and_mean(tmp_path: Path) -> None:
 def test_psth_uses_response_minus_baseline_window(tmp_path: Path) -> None:
     """10-ms bins, 1 spike per bin before 50 ms, 3 after: (300 - 100) spikes/s."""
     subject = RigSubject(exchange=tmp_path, protocol="native", **FAST_WAIT)
-    subject.start_block(4)
+    subject.start_block(4)  # generation 4 is this session's first block: 000
     edges = np.arange(0.0, 251.0, 10.0)
     counts = np.where(edges[:-1] >= 50, 3.0, 1.0)[None, None, :].repeat(2, axis=0)
-    write_response(tmp_path, "004", TrialResponses(["a_1", "a_1"], counts, edges), fmt="csv")
+    write_response(tmp_path, "000", TrialResponses([stimulus_id(subject.session, "a_1")] * 2, counts, edges),
+                   fmt="csv")
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["a_1"], rng=np.random.default_rng(0))
     np.testing.assert_allclose(responses, [[200.0]])
     extras = subject.block_extras()
@@ -51,32 +53,36 @@ def test_psth_uses_response_minus_baseline_window(tmp_path: Path) -> None:
 
 def test_nan_policy_scores_missing_images_nan_and_lists_them(tmp_path: Path) -> None:
     subject = RigSubject(exchange=tmp_path, not_shown="nan", **FAST_WAIT)
-    write_response(tmp_path, "000", TrialResponses(["block000_000_a_1"], np.array([[7.0]])), fmt="mat73")
+    write_response(tmp_path, "000", TrialResponses([f"block000_000_{subject.session}_a_1"], np.array([[7.0]])),
+                   fmt="mat73")
     responses = subject.respond(torch.zeros(2, 3, 8, 8), image_ids=["a_1", "b_2"], rng=np.random.default_rng(0))
     np.testing.assert_array_equal(responses[:, 0], [7.0, np.nan])
     assert list(subject.block_extras()["not_shown"]) == ["b_2"]
-    assert not (tmp_path / f"block{block_label(0, 1)}.manifest.json").exists()
+    assert not (tmp_path / "block001.manifest.json").exists()
 
 
 def test_requeue_gives_up_after_the_stated_attempts(tmp_path: Path) -> None:
     subject = RigSubject(exchange=tmp_path, requeue_attempts=1, **FAST_WAIT)
-    for label in ("000", "000r1"):
-        write_response(tmp_path, label, TrialResponses(["a_1"], np.array([[np.nan]])), fmt="mat73")
+    for label in ("000", "001"):  # the re-queue goes to the next block number
+        write_response(tmp_path, label, TrialResponses([stimulus_id(subject.session, "a_1")], np.array([[np.nan]])),
+                       fmt="mat73")
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["a_1"], rng=np.random.default_rng(0))
     extras = subject.block_extras()
     assert np.isnan(responses).all() and extras["attempts"] == 2
     assert list(extras["requeued"]) == ["a_1"] and list(extras["not_shown"]) == ["a_1"]
+    assert list(extras["blocks"]) == [0, 1] and extras["generation"] == 0
 
 
 def test_wrong_channel_count_is_archived_and_requeued(tmp_path: Path) -> None:
     subject = RigSubject(exchange=tmp_path, n_channels=2, **FAST_WAIT)
-    write_response(tmp_path, "000", TrialResponses(["a_1"], np.array([[1.0, 2.0, 3.0]])), fmt="mat73")
-    write_response(tmp_path, "000r1", TrialResponses(["a_1"], np.array([[1.0, 2.0]])), fmt="mat73")
+    name = stimulus_id(subject.session, "a_1")
+    write_response(tmp_path, "000", TrialResponses([name], np.array([[1.0, 2.0, 3.0]])), fmt="mat73")
+    write_response(tmp_path, "001", TrialResponses([name], np.array([[1.0, 2.0]])), fmt="mat73")
     responses = subject.respond(torch.zeros(1, 3, 8, 8), image_ids=["a_1"], rng=np.random.default_rng(0))
     extras = subject.block_extras()
     np.testing.assert_array_equal(responses, [[1.0, 2.0]])
     assert extras["attempt_0"]["status"] == "unusable" and "3 channels" in extras["attempt_0"]["error"]
-    assert set(extras["files"]) == {"block000.mat", "block000r1.mat"}
+    assert set(extras["files"]) == {"block000.mat", "block001.mat"}
 
 
 def test_records_hold_archived_files_unknown_ids_and_both_threads(tmp_path: Path, sim_factory) -> None:
@@ -103,7 +109,8 @@ def test_unequal_repeats_average_exactly_the_valid_trials(fmt: str, tmp_path: Pa
     subject = RigSubject(exchange=tmp_path, protocol="native", n_channels=2, requeue_attempts=0, **FAST_WAIT)
     ids = ["ref_a", "ref_c", "ref_b", "ref_a", "ref_c", "ref_a"]
     values = np.array([[1.0, 10.0], [np.nan, np.nan], [7.0, -2.0], [2.5, 20.0], [4.0, 0.5], [6.25, 33.0]])
-    write_response(subject.exchange, "000", TrialResponses(ids, values), fmt)
+    named = [stimulus_id(subject.session, i) for i in ids]
+    write_response(subject.exchange, "000", TrialResponses(named, values), fmt)
     responses = subject.respond(torch.zeros(3, 3, 8, 8), image_ids=["ref_a", "ref_b", "ref_c"],
                                 rng=np.random.default_rng(0))
     expected = np.array([[(1.0 + 2.5 + 6.25) / 3, (10.0 + 20.0 + 33.0) / 3], [7.0, -2.0], [4.0, 0.5]])
