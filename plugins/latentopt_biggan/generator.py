@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.checks import ConfigError, finite_number, integer
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.runtime import resolve_device
 from latentopt.weights import file_record
@@ -78,12 +79,13 @@ class BigGANGenerator(Generator):
         initial_class: str | int = "random",
     ) -> None:
         resolution = loading.check_model_name(model)
-        if not 0.0 < float(truncation) <= 1.0:
-            raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+        if not 0.0 < finite_number(truncation, "generator.truncation") <= 1.0:
+            raise ConfigError(f"generator.truncation must be in (0, 1], got {truncation}")
+        finite_number(noise_scale, "generator.noise_scale", minimum=0.0, strict=False)
         if tail_batch_size is None:
             tail_batch_size = TAIL_BATCH_SIZES[resolution]
-        if batch_size < 1 or tail_batch_size < 1:
-            raise ValueError(f"batch_size and tail_batch_size must be >= 1, got {batch_size}, {tail_batch_size}")
+        integer(batch_size, "generator.batch_size", minimum=1)
+        integer(tail_batch_size, "generator.tail_batch_size", minimum=1)
         self.initial_class = _check_class(initial_class, "initial_class", allow=("random", "zero"))
         self.model_name = model
         self.truncation = float(truncation)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError
 from latentopt.optimizer import Optimizer
 
 
@@ -84,7 +85,8 @@ class FamilyOptimizer(Optimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         self.population = int(population if population is not None else np.shape(initial_codes)[0])
         if self.population < 2:
-            raise ValueError(f"{type(self).__name__}: population must be >= 2, got {self.population}")
+            raise ConfigError(f"optimizer.population_size (population) must be >= 2 for {type(self).__name__}, "
+                              f"got {self.population}")
 
     def _ask(self) -> np.ndarray:
         return self._propose(self.population)
