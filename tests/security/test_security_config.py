@@ -100,7 +100,7 @@ def test_channels_that_are_not_indices_are_refused():
 
 def test_seed_is_checked_before_torch_uses_it():
     cfg = _compose(["seed=abc"])
-    with pytest.raises(ConfigError, match="^seed must be an integer"):
+    with pytest.raises(ConfigError, match=r"^seed must be an integer"):
         validate_run_config(cfg)
 
 
@@ -123,7 +123,7 @@ def test_garbage_and_non_finite_subject_weights_are_refused(tmp_path):
     for path, words in ((garbage, "not a torch state dict"), (pickled, "not a torch state dict"),
                         (nan_file, "NaN or infinite values in '_fc.bias'")):
         cfg = _compose(["subject=insilico_monkey", "subject.layer=V1", f"subject.weights={path}"])
-        with pytest.raises(ConfigError, match="subject.weights") as info:
+        with pytest.raises(ConfigError, match=r"subject\.weights") as info:
             build_evolution(cfg)
         assert words in str(info.value)
 

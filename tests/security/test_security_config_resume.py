@@ -77,7 +77,7 @@ def test_rig_subject_may_change_its_waiting_keys_only():
     assert changes == {"subject.timeout_s": {"old": 600, "new": 1200},
                        "experiment.generations": {"old": 3, "new": 9}}
     assert merged.subject.timeout_s == 1200 and rig.subject.timeout_s == 600
-    with pytest.raises(ValueError, match="subject.n_channels cannot change on resume"):
+    with pytest.raises(ValueError, match=r"subject\.n_channels cannot change on resume"):
         apply_overrides(rig, ["subject.n_channels=2"])
     gabor = OmegaConf.create({"subject": {"name": "gabor_v1", "timeout_s": 1}})
     assert allowed_keys(gabor) == RESUMABLE_KEYS
