@@ -116,13 +116,13 @@ class CNNUnitSubject(Subject):
         self.layer = AREA_LAYERS.get(layer, layer)
         modules = dict(self.model.named_modules())
         if self.layer not in modules or self.layer == "":
-            raise ValueError(
+            raise ConfigError(
                 f"subject.layer: {layer!r} is neither an area ({', '.join(AREA_LAYERS)}) nor a module "
                 f"of EfficientNet-Lite0 (e.g. _blocks.0 ... _blocks.15, _conv_head, _fc)"
             )
         self.channels = _channel_list(channels)
         if not self.channels:
-            raise ValueError("subject.channels: give at least one channel")
+            raise ConfigError("subject.channels: give at least one channel")
         self.position = position
         self.noise = make_noise(noise)
         self._module = modules[self.layer]
@@ -148,10 +148,10 @@ class CNNUnitSubject(Subject):
         if self.position in ("centre", "center"):
             return height // 2, width // 2
         if isinstance(self.position, str) or len(self.position) != 2:
-            raise ValueError(f"subject.position: 'centre' or [row, col], got {self.position!r}")
+            raise ConfigError(f"subject.position: 'centre' or [row, col], got {self.position!r}")
         row, col = int(self.position[0]), int(self.position[1])
         if not (0 <= row < height and 0 <= col < width):
-            raise ValueError(f"subject.position: {[row, col]} outside the {height}x{width} map of {self.layer}")
+            raise ConfigError(f"subject.position: {[row, col]} outside the {height}x{width} map of {self.layer}")
         return row, col
 
     def _probe_shape(self) -> tuple[int, ...]:

@@ -156,7 +156,7 @@ def _check_class(value: str | int, key: str, *, allow: tuple[str, ...] = ()) -> 
         return value
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= int(value) < loading.N_CLASSES:
         extra = f" or one of {', '.join(allow)}" if allow else ""
-        raise ValueError(f"{key} must be an ImageNet class index in [0, {loading.N_CLASSES}){extra}, got {value!r}")
+        raise ConfigError(f"{key} must be an ImageNet class index in [0, {loading.N_CLASSES}){extra}, got {value!r}")
     return int(value)
 
 
@@ -189,14 +189,14 @@ class BigGANFactory:
     def __call__(self, *, space: str = "full", class_index: int | None = None, fixed_seed: int = 0,
                  **kwargs: Any) -> Generator:
         if space not in SPACES:
-            raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
         if class_index is not None:
             _check_class(class_index, "class_index")
         base = BigGANGenerator(**kwargs)
         if space == "full":
             if class_index is not None:
                 base.close()
-                raise ValueError("class_index fixes the class of the noise space; in the full space use "
+                raise ConfigError("class_index fixes the class of the noise space; in the full space use "
                                  "initial_class to start from a class")
             return base
         rng = np.random.default_rng(fixed_seed)

@@ -59,7 +59,7 @@ def initial_mean(initial_codes: np.ndarray, init_mean: str) -> np.ndarray:
         return np.zeros(initial_codes.shape[1])
     if init_mean == "codes":
         return np.asarray(initial_codes, dtype=np.float64).mean(0)
-    raise ValueError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
+    raise ConfigError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
 
 
 class FamilyOptimizer(Optimizer):

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import finite_number, parent_count
+from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
@@ -105,7 +105,7 @@ class CholeskyCore:
         k = int(mean.shape[0])
         finite_number(sigma, "optimizer.sigma", minimum=0.0)
         if a_update_every < 1:
-            raise ValueError(f"a_update_every must be >= 1, got {a_update_every}")
+            raise ConfigError(f"a_update_every must be >= 1, got {a_update_every}")
         self.dim, self.mu, self.a_update_every = k, int(mu), int(a_update_every)
         mueff = effective_mu(recombination_weights(self.mu))
         self.cc = 4.0 / (k + 4.0)

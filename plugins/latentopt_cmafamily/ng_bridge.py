@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import finite_number
+from latentopt.checks import ConfigError, finite_number
 from latentopt.optimizer import Optimizer, OptimizerError
 from latentopt_cmafamily._base import initial_mean
 
@@ -81,7 +81,7 @@ class NevergradOptimizer(Optimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         if ng_name not in ng.optimizers.registry:
             close = [k for k in ng.optimizers.registry if k.lower() == ng_name.lower()]
-            raise ValueError(
+            raise ConfigError(
                 f"nevergrad has no optimizer {ng_name!r}" + (f"; did you mean {close[0]}?" if close else "")
             )
         self.ng_name, self.ng_version = ng_name, ng.__version__

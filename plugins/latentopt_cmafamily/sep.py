@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import finite_number, parent_count
+from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
@@ -78,11 +78,11 @@ class SepCMA(FamilyOptimizer):
         finite_number(sigma, "optimizer.sigma", minimum=0.0)
         finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:
-            raise ValueError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
+            raise ConfigError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
         if step_schedule not in STEP_SCHEDULES:
-            raise ValueError(f"SepCMA: step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
+            raise ConfigError(f"SepCMA: step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
         if not 0 < sigma_end_ratio or schedule_generations < 1:
-            raise ValueError("SepCMA: sigma_end_ratio must be > 0 and schedule_generations >= 1")
+            raise ConfigError("SepCMA: sigma_end_ratio must be > 0 and schedule_generations >= 1")
         self.step_schedule = step_schedule
         self.sigma_end_ratio, self.schedule_generations = float(sigma_end_ratio), int(schedule_generations)
         n = float(self.dim)
