@@ -33,7 +33,11 @@ def allowed_keys(cfg: DictConfig) -> tuple[str, ...]:
 
 def base_config(run_dir: Path) -> DictConfig:
     """The run's effective config: the latest resume's ``effective_config``, else ``config.yaml``."""
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    try:
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+    except Exception as err:  # yaml and omegaconf raise several types for a damaged file
+        raise ConfigError(f"{run_dir / 'config.yaml'} is not readable YAML: "
+                          f"{(str(err).splitlines() or [type(err).__name__])[0]}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{run_dir / 'config.yaml'} is not a mapping")
     resumes = run_dir / "resumes.jsonl"

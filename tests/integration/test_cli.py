@@ -214,3 +214,11 @@ def test_optimizer_error_is_one_line(tmp_path):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert lines[0] == "latentopt: error: broken: the library underneath gave up"
+
+
+def test_scores_that_overflow_stop_with_one_line(tmp_path):
+    # gain 1e300 overflows the float32 responses to inf: the optimizer refuses them (OptimizerError)
+    proc = run_cli([*TINY, "subject.gain=1e300", "experiment.generations=2", f"hydra.run.dir={tmp_path / 'r'}"],
+                   check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == ["latentopt: error: GeneticAlgorithm.tell: infinite score"], proc.stderr

@@ -113,3 +113,13 @@ def test_refused_resume_through_the_command_line_has_no_traceback(finished_run):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "seed cannot change on resume" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr and _snapshot(finished_run) == before
+
+
+@pytest.mark.parametrize("text", ["{unclosed: [", "- a list\n- not a mapping\n", "key: ${oc.env:NOPE_NOT_SET}x: ["])
+def test_damaged_config_yaml_is_one_line(tmp_path, text, capsys, monkeypatch):
+    monkeypatch.setenv("LATENTOPT_TCMALLOC", "0")
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(SystemExit) as info:
+        resume_main([str(tmp_path)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert info.value.code == 2 and len(err) == 1 and "config.yaml" in err[0], err
