@@ -21,6 +21,7 @@ CONFIG_MODULE = "latentopt.conf"
 MAX_GENERATIONS = 10**6
 MAX_BUDGET = 10**9
 MAX_SEED = 2**32 - 1
+MAX_POPULATION = 10**5
 
 __all__ = ["ConfigError", "build_evolution", "main", "plugins_main", "resume_main", "run_from_config"]
 
@@ -166,8 +167,8 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
             objective.check_channels(subject.n_channels)
             if spec["optimizer"] is None:
                 raise ConfigError(f"{where}optimizer: the config needs an optimizer")
-            population = _positive_int(spec["optimizer"].get("population_size", 40),
-                                       f"{where}optimizer.population_size")
+            population = integer(spec["optimizer"].get("population_size", 40), f"{where}optimizer.population_size",
+                                 minimum=1, maximum=MAX_POPULATION)
             thread_seed = seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
             rng = np.random.default_rng([seed, 1] if k == 0 else [seed, 1, k])
             initial = generator.initial_codes(population, rng=rng)

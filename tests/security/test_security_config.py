@@ -47,6 +47,7 @@ BAD = [
     (["optimizer=cmaes", "optimizer.population_size=1"], "optimizer.population_size"),
     (["optimizer.population_size=1", "optimizer.n_elite=0"], "optimizer.population_size"),
     (["optimizer=sep_cma", "optimizer.population_size=1"], "optimizer.population_size"),
+    (["optimizer.population_size=1000000000"], "optimizer.population_size"),
     (["experiment.generations=1e23"], "experiment.generations"),
     (["experiment.generations=2000000"], "experiment.generations"),
     (["experiment.generations=100000000000000000000000"], "experiment.generations"),
