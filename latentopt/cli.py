@@ -14,13 +14,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from latentopt.checks import ConfigError, boolean, integer, non_finite_key
 from latentopt.runtime import maybe_reexec_with_tcmalloc, runtime_info
 
 CONFIG_MODULE = "latentopt.conf"
+MAX_GENERATIONS = 10**6
+MAX_BUDGET = 10**9
+MAX_SEED = 2**32 - 1
+MAX_POPULATION = 10**5
 
-
-class ConfigError(ValueError):
-    """A configuration value is unusable; the message names the key."""
+__all__ = ["ConfigError", "build_evolution", "main", "plugins_main", "resume_main", "run_from_config"]
 
 
 def _fail(message: str) -> None:
@@ -88,6 +91,38 @@ def _positive_int(value: Any, key: str, *, allow_none: bool = False) -> int | No
     return value
 
 
+def validate_run_config(cfg: DictConfig) -> None:
+    """Check the run-level keys and every component's numbers before anything runs or is written.
+
+    Raises:
+        ConfigError: one line naming the key (seed, experiment.*, progress, device, or the first NaN
+            or infinite number inside a component's config).
+    """
+    integer(cfg.get("seed", 0), "seed", minimum=0, maximum=MAX_SEED)
+    boolean(cfg.get("progress", True), "progress")
+    device = cfg.get("device", "auto")
+    if not isinstance(device, str):
+        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    exp = cfg.get("experiment")
+    if not isinstance(exp, DictConfig):
+        raise ConfigError("experiment: the config needs an experiment group")
+    integer(exp.get("generations"), "experiment.generations", minimum=1, maximum=MAX_GENERATIONS)
+    if exp.get("budget") is not None:
+        integer(exp.get("budget"), "experiment.budget", minimum=1, maximum=MAX_BUDGET)
+    integer(exp.get("reference_every", 1), "experiment.reference_every", minimum=1, maximum=MAX_GENERATIONS)
+    if exp.get("references"):
+        from latentopt.references import check_reference_names
+
+        check_reference_names(OmegaConf.to_container(exp.references) if OmegaConf.is_config(exp.references)
+                              else exp.references)
+    for group in ("subject", *THREAD_GROUPS, "experiment"):
+        node = cfg.get(group)
+        if OmegaConf.is_config(node):
+            bad = non_finite_key(OmegaConf.to_container(node, resolve=True), group)
+            if bad:
+                raise ConfigError(f"{bad} must be a finite number, not NaN or infinity")
+
+
 def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any = None) -> Any:
     """Build the Evolution a config describes (components come from the plugin registry).
 
@@ -101,10 +136,12 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
     from latentopt.references import load_references
     from latentopt.weights import WeightsError
 
-    registry = default_registry()
-    seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError(f"seed must be an integer, got {seed!r}")
+    validate_run_config(cfg)
+    try:
+        registry = default_registry()
+    except PluginError as err:
+        raise ConfigError(str(err)) from err
+    seed = int(cfg.get("seed", 0))
     exp = cfg.experiment
     generations = _positive_int(exp.get("generations"), "experiment.generations")
     budget = _positive_int(exp.get("budget"), "experiment.budget", allow_none=True)
@@ -127,24 +164,27 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
             generator = generators[key]
             obj_name, obj_kwargs = _kwargs(spec["objective"], f"{where}objective")
             objective = registry.build("objectives", obj_name, **obj_kwargs)
+            objective.check_channels(subject.n_channels)
             if spec["optimizer"] is None:
                 raise ConfigError(f"{where}optimizer: the config needs an optimizer")
-            population = _positive_int(spec["optimizer"].get("population_size", 40),
-                                       f"{where}optimizer.population_size")
+            population = integer(spec["optimizer"].get("population_size", 40), f"{where}optimizer.population_size",
+                                 minimum=1, maximum=MAX_POPULATION)
             thread_seed = seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
             rng = np.random.default_rng([seed, 1] if k == 0 else [seed, 1, k])
             initial = generator.initial_codes(population, rng=rng)
             opt_name, opt_kwargs = _kwargs(spec["optimizer"], f"{where}optimizer", drop=("population_size",))
             optimizer = registry.build("optimizers", opt_name, initial, seed=thread_seed, **opt_kwargs)
             threads.append(Thread(thread_name, generator, optimizer, objective))
-    except (PluginError, ValueError, WeightsError) as err:  # WeightsError: one line saying which file to get
+        references = None
+        if exp.get("references"):
+            sizes = [t.generator.image_size for t in threads]
+            references = load_references(list(exp.references), max(sizes))
+    # ValueError: components that predate latentopt.checks.ConfigError still raise it for a user's value.
+    # WeightsError: one line saying which file to get.
+    except (PluginError, ValueError, WeightsError) as err:
         for component in built:
             getattr(component, "close", lambda: None)()
         raise ConfigError(str(err)) from err
-    references = None
-    if exp.get("references"):
-        sizes = [t.generator.image_size for t in threads]
-        references = load_references(list(exp.references), max(sizes))
     try:
         return Evolution(
             threads, subject, seed=seed, generations=generations or 1, budget=budget,
@@ -186,13 +226,30 @@ def _stopped(err: Exception, run_dir: Path | str) -> None:
     raise SystemExit(3)
 
 
-def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = False) -> dict[str, Any]:
-    """Run (or resume) the evolution a config describes into ``run_dir``; return the summary."""
+def _resume_provenance(cfg: DictConfig, changes: dict[str, Any] | None) -> dict[str, Any]:
+    """What a resume records about its config: the changed keys and the effective config (YAML)."""
+    return {"changes": dict(changes or {}), "effective_config": OmegaConf.to_yaml(cfg)}
+
+
+def _best_text(summary: dict[str, Any]) -> str:
+    """The first thread's best score for the closing line ("none" when every score was NaN)."""
+    best = next(iter(summary["threads"].values()))["best_score"]
+    return "none (no finite score)" if best is None else f"{best:.4g}"
+
+
+def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = False,
+                    resume_changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or resume) the evolution a config describes into ``run_dir``; return the summary.
+
+    ``resume_changes`` (``{key: {old, new}}``, from :func:`latentopt.resume_policy.apply_overrides`) is
+    recorded in ``resumes.jsonl`` with the effective config.
+    """
     import torch
 
     from latentopt.records import RunWriter, load_generation
     from latentopt.report import write_report
 
+    validate_run_config(cfg)  # before the seed is used and before anything is written
     torch.manual_seed(int(cfg.get("seed", 0)))
     writer = RunWriter(run_dir)
     start = writer.completed_generations() if resume else 0
@@ -217,7 +274,8 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
     }
     try:
         if resume:
-            writer.record_resume(from_generation=start, provenance=provenance)
+            writer.record_resume(from_generation=start, provenance={
+                **provenance, **_resume_provenance(cfg, resume_changes)})
             if start:
                 last = load_generation(run_dir, start - 1)
                 for thread in evolution.threads:
@@ -236,19 +294,20 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
 def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
+    from latentopt.optimizer import OptimizerError
     from latentopt.records import RecordError
     from latentopt.subject import SubjectUnavailable
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         summary = run_from_config(cfg, run_dir)
-    except (ConfigError, RecordError, FileNotFoundError) as err:
+    except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
         _fail(str(err))
     except SubjectUnavailable as err:
         _stopped(err, run_dir)
     best = next(iter(summary["threads"].values()))["best_score"]
-    print(f"run folder: {run_dir}  best score: {best:.4g}")
-    return float(best)
+    print(f"run folder: {run_dir}  best score: {_best_text(summary)}")
+    return float("nan") if best is None else float(best)
 
 
 def _preflight(argv: list[str]) -> None:
@@ -269,11 +328,22 @@ def _preflight(argv: list[str]) -> None:
         _fail(text)
 
 
+def _check_plugins() -> None:
+    """A plugin name collision (or a plugin that fails to load) is one line, before Hydra's search path plugin."""
+    from latentopt.plugins import PluginError, default_registry
+
+    try:
+        default_registry()
+    except PluginError as err:
+        _fail(str(err))
+
+
 def main() -> None:
     """Console script ``latentopt``: the Hydra app."""
     maybe_reexec_with_tcmalloc()
     import hydra
 
+    _check_plugins()
     _preflight(sys.argv[1:])
     app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
     app()
@@ -285,34 +355,31 @@ def resume_main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="latentopt-resume",
         description="Continue a killed or finished run in its own folder. Overrides such as "
-        "experiment.generations=60 extend it; nothing already recorded is rewritten.",
+        "experiment.generations=60 extend it; nothing already recorded is rewritten. Only "
+        "experiment.generations, experiment.budget, progress, device (and a rig subject's timeout_s, "
+        "on_timeout, poll_s, settle_s, corrupt_after_s, message_every_s) may change; each change is "
+        "recorded in resumes.jsonl.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
     args = parser.parse_args(argv)
+    from latentopt.optimizer import OptimizerError
     from latentopt.records import RecordError
+    from latentopt.resume_policy import apply_overrides, base_config
     from latentopt.subject import SubjectUnavailable
 
     config_path = args.run_dir / "config.yaml"
     if not config_path.exists():
         _fail(f"{args.run_dir} is not a latentopt run folder (no config.yaml)")
-    cfg = OmegaConf.load(config_path)
-    assert isinstance(cfg, DictConfig)
-    OmegaConf.set_struct(cfg, True)
+    _check_plugins()
     try:
-        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist(args.overrides))
-        assert isinstance(merged, DictConfig)
-        cfg = merged
-    except Exception as err:  # omegaconf raises several types for bad dotlists
-        _fail(f"bad override: {str(err).splitlines()[0]}")
-    try:
-        summary = run_from_config(cfg, args.run_dir, resume=True)
-    except (ConfigError, RecordError, FileNotFoundError) as err:
+        cfg, changes = apply_overrides(base_config(args.run_dir), list(args.overrides))
+        summary = run_from_config(cfg, args.run_dir, resume=True, resume_changes=changes)
+    except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
         _fail(str(err))
     except SubjectUnavailable as err:
         _stopped(err, args.run_dir)
-    best = next(iter(summary["threads"].values()))["best_score"]
-    print(f"run folder: {args.run_dir}  generations: {summary['generations']}  best score: {best:.4g}")
+    print(f"run folder: {args.run_dir}  generations: {summary['generations']}  best score: {_best_text(summary)}")
 
 
 def plugins_main(argv: list[str] | None = None) -> None:

@@ -90,5 +90,12 @@ class Objective(ABC):
             raise RuntimeError(f"{type(self).__name__} returned scores of shape {tuple(scores.shape)}")
         return scores
 
+    def check_channels(self, n_channels: int) -> None:
+        """Raise a :class:`~latentopt.checks.ConfigError` unless the objective can score ``n_channels`` channels.
+
+        Called once when an experiment is built, so a unit beyond the subject's channels fails before
+        any generation is shown. The default accepts any number.
+        """
+
     def describe(self) -> dict[str, Any]:
         return {}

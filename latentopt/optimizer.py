@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError
+
 NAN_POLICIES = ("worst", "drop", "carry")
 
 WhiteBox = Callable[[Any], Any]
@@ -62,7 +64,7 @@ class Optimizer(ABC):
         if codes.ndim != 2 or codes.shape[0] < 1:
             raise ValueError(f"{type(self).__name__}: initial_codes must be (n, d), got {codes.shape}")
         if nan_policy not in self.supported_nan_policies:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__}: nan_policy must be one of {self.supported_nan_policies}, "
                 f"got {nan_policy!r}"
             )

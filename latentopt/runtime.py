@@ -55,16 +55,24 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
     import torch
 
+    from latentopt.checks import ConfigError
+
     if isinstance(device, torch.device):
         return device
+    if not isinstance(device, str):
+        raise ConfigError(f"device: {device!r} is not a torch device ('auto', 'cpu', 'cuda')")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except RuntimeError as err:
-        raise ValueError(f"device: {device!r} is not a torch device ('auto', 'cpu', 'cuda')") from err
+        raise ConfigError(f"device: {device!r} is not a torch device ('auto', 'cpu', 'cuda')") from err
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"device: {device!r} is not one of 'auto', 'cpu', 'cuda[:N]', 'mps'")
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} requested but CUDA is not available here")
+        raise ConfigError(f"device: {device!r} requested but CUDA is not available here")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {device!r} requested but MPS is not available here")
     return resolved
 
 

@@ -63,6 +63,7 @@ def check_state_dict(
     model: str,
     hint: str = "",
     floating: bool = True,
+    finite: bool = True,
 ) -> None:
     """Raise a one-line ``WeightsError`` unless ``state`` has exactly the keys and shapes of ``expected``.
 
@@ -73,6 +74,7 @@ def check_state_dict(
         model: what the file is for ("DeePSim fc6", "the config"), named in the message.
         hint: appended to key and shape errors (e.g. " (it looks like the fc8 file)").
         floating: also require floating-point tensors.
+        finite: also require every floating-point value to be finite (no NaN or infinity).
 
     The message names the first missing, unexpected or misshapen key, so a wrong file fails before
     ``load_state_dict(strict=True)`` with something a user can act on.
@@ -91,6 +93,8 @@ def check_state_dict(
             )
         if floating and not value.is_floating_point():
             raise WeightsError(f"{source}: key {key!r} has dtype {value.dtype}, expected floating point")
+        if finite and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise WeightsError(f"{source}: key {key!r} holds NaN or infinite values; the file is damaged")
     for key in state:
         if key not in expected:
             raise WeightsError(f"{source}: unexpected key {key!r} for {model}{hint}")

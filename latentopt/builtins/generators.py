@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.checks import finite_number, image_side, integer
 from latentopt.generator import Generator
 from latentopt.plugins import hookimpl
 from latentopt.runtime import resolve_device
@@ -49,14 +50,13 @@ class FourierGenerator(Generator):
         device: str = "auto",
         batch_size: int = 40,
     ) -> None:
-        if image_size < 8:
-            raise ValueError(f"image_size must be >= 8, got {image_size}")
-        if not 1 <= max_frequency < image_size // 2:
-            raise ValueError(f"max_frequency must be in [1, {image_size // 2}), got {max_frequency}")
+        image_side(image_size)
+        integer(max_frequency, "generator.max_frequency", minimum=1, maximum=image_size // 2 - 1)
+        finite_number(decay, "generator.decay", minimum=0.0, strict=False)
         self.image_size = (image_size, image_size)
         self.max_frequency = max_frequency
-        self.init_scale = float(init_scale)
-        self.batch_size = int(batch_size)
+        self.init_scale = finite_number(init_scale, "generator.init_scale", minimum=0.0)
+        self.batch_size = integer(batch_size, "generator.batch_size", minimum=1)
         self.device = resolve_device(device)
         fy = np.fft.fftfreq(image_size) * image_size
         fx = np.fft.rfftfreq(image_size) * image_size
@@ -116,13 +116,13 @@ class PixelGenerator(Generator):
         device: str = "auto",
         batch_size: int = 40,
     ) -> None:
-        if not 1 <= resolution <= image_size:
-            raise ValueError(f"resolution must be in [1, image_size={image_size}], got {resolution}")
+        image_side(image_size)
+        integer(resolution, "generator.resolution", minimum=1, maximum=image_size)
         self.image_size = (image_size, image_size)
         self.resolution = resolution
         self.latent_dim = 3 * resolution * resolution
-        self.init_scale = float(init_scale)
-        self.batch_size = int(batch_size)
+        self.init_scale = finite_number(init_scale, "generator.init_scale", minimum=0.0)
+        self.batch_size = integer(batch_size, "generator.batch_size", minimum=1)
         self.device = resolve_device(device)
 
     @classmethod

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number
+
 NOISE_KINDS = ("none", "multiplicative", "poisson")
 
 
@@ -25,11 +27,9 @@ class NoiseModel:
 
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
-            raise ValueError(f"noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
-        if self.level < 0:
-            raise ValueError(f"noise.level must be >= 0, got {self.level}")
-        if self.gain <= 0:
-            raise ValueError(f"noise.gain must be > 0, got {self.gain}")
+            raise ConfigError(f"subject.noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
+        finite_number(self.level, "subject.noise.level", minimum=0.0, strict=False)
+        finite_number(self.gain, "subject.noise.gain", minimum=0.0)
 
     def apply(self, responses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Noisy copy of ``responses`` (any shape), float64."""
@@ -47,11 +47,13 @@ def make_noise(noise: dict | NoiseModel | None) -> NoiseModel:
         return NoiseModel()
     if isinstance(noise, NoiseModel):
         return noise
+    if not isinstance(noise, dict):
+        raise ConfigError(f"subject.noise must be a mapping {{kind, level, gain}}, got {noise!r}")
     unknown = set(noise) - {"kind", "level", "gain"}
     if unknown:
-        raise ValueError(f"noise: unknown key(s) {sorted(unknown)}; use kind, level, gain")
+        raise ConfigError(f"subject.noise: unknown key(s) {sorted(unknown)}; use kind, level, gain")
     return NoiseModel(
         kind=str(noise.get("kind", "none")),
-        level=float(noise.get("level", 0.0)),
-        gain=float(noise.get("gain", 1.0)),
+        level=finite_number(noise.get("level", 0.0), "subject.noise.level", minimum=0.0, strict=False),
+        gain=finite_number(noise.get("gain", 1.0), "subject.noise.gain", minimum=0.0),
     )

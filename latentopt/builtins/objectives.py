@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from latentopt.checks import ConfigError, integer
 from latentopt.objective import Array, Objective
 from latentopt.plugins import hookimpl
 
@@ -17,9 +18,7 @@ class SingleUnit(Objective):
     """
 
     def __init__(self, *, unit: int = 0) -> None:
-        if unit < 0:
-            raise ValueError(f"objective.unit must be >= 0, got {unit}")
-        self.unit = int(unit)
+        self.unit = integer(unit, "objective.unit", minimum=0)
 
     @classmethod
     def contract_instance(cls) -> SingleUnit:
@@ -29,6 +28,11 @@ class SingleUnit(Objective):
         if self.unit >= responses.shape[1]:
             raise ValueError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
         return responses[:, self.unit]
+
+    def check_channels(self, n_channels: int) -> None:
+        if self.unit >= n_channels:
+            raise ConfigError(f"objective.unit={self.unit} but the subject has {n_channels} channel(s) "
+                              f"(0 ... {n_channels - 1})")
 
     def describe(self) -> dict[str, Any]:
         return {"objective": "single_unit", "unit": self.unit}
@@ -42,9 +46,11 @@ class MeanUnits(Objective):
     """
 
     def __init__(self, *, units: Sequence[int] | None = None) -> None:
-        self.units = None if units is None else [int(u) for u in units]
+        if units is not None and (isinstance(units, (str, bytes)) or not hasattr(units, "__iter__")):
+            raise ConfigError(f"objective.units must be a list of channel indices or null, got {units!r}")
+        self.units = None if units is None else [integer(u, "objective.units", minimum=0) for u in units]
         if self.units is not None and not self.units:
-            raise ValueError("objective.units: give at least one unit, or null for all")
+            raise ConfigError("objective.units: give at least one unit, or null for all")
 
     @classmethod
     def contract_instance(cls) -> MeanUnits:
@@ -56,6 +62,11 @@ class MeanUnits(Objective):
         if max(self.units) >= responses.shape[1]:
             raise ValueError(f"objective.units={self.units} but the subject has {responses.shape[1]} channel(s)")
         return responses[:, self.units].mean(1)
+
+    def check_channels(self, n_channels: int) -> None:
+        if self.units is not None and max(self.units) >= n_channels:
+            raise ConfigError(f"objective.units={self.units} but the subject has {n_channels} channel(s) "
+                              f"(0 ... {n_channels - 1})")
 
     def describe(self) -> dict[str, Any]:
         return {"objective": "mean_units", "units": self.units}

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number, integer, parent_count
 from latentopt.optimizer import Optimizer, OptimizerError
 from latentopt.plugins import hookimpl
 
@@ -62,13 +63,17 @@ class GeneticAlgorithm(Optimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         self.population = np.asarray(initial_codes, dtype=np.float32).copy()
         size = self.population.shape[0]
-        if not 0 <= n_elite < size:
-            raise ValueError(f"optimizer.n_elite must be in [0, population_size={size}), got {n_elite}")
+        if size < 2:
+            raise ConfigError(f"optimizer.population_size must be >= 2 for the genetic algorithm, got {size}")
+        integer(n_elite, "optimizer.n_elite", minimum=0, maximum=size - 1)
         for key, value in (("mutation_rate", mutation_rate), ("parental_skew", parental_skew)):
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"optimizer.{key} must be in [0, 1], got {value}")
-        if temperature_factor <= 0 or mutation_size < 0:
-            raise ValueError("optimizer.temperature_factor must be > 0 and optimizer.mutation_size >= 0")
+            if not 0.0 <= finite_number(value, f"optimizer.{key}") <= 1.0:
+                raise ConfigError(f"optimizer.{key} must be in [0, 1], got {value}")
+        finite_number(temperature_factor, "optimizer.temperature_factor", minimum=0.0)
+        finite_number(mutation_size, "optimizer.mutation_size", minimum=0.0, strict=False)
+        if score_clip_percentile is not None and not 0 <= finite_number(
+                score_clip_percentile, "optimizer.score_clip_percentile") <= 100:
+            raise ConfigError(f"optimizer.score_clip_percentile must be in [0, 100], got {score_clip_percentile}")
         self.n_elite = int(n_elite)
         self.mutation_rate = float(mutation_rate)
         self.mutation_size = float(mutation_size)
@@ -184,11 +189,16 @@ class PycmaES(Optimizer):
     ) -> None:
         import cma
 
+        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        if np.ndim(initial_codes) == 2 and np.shape(initial_codes)[0] < 2:
+            raise ConfigError(f"optimizer.population_size must be >= 2 for CMA-ES, got {np.shape(initial_codes)[0]}")
+        if np.ndim(initial_codes) == 2:
+            parent_count(mu, int(np.shape(initial_codes)[0]))
+        if options is not None and not isinstance(options, dict):
+            raise ConfigError(f"optimizer.options must be a mapping of pycma options, got {options!r}")
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         if centre not in ("mean", "zero"):
-            raise ValueError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
-        if sigma0 <= 0:
-            raise ValueError(f"optimizer.sigma0 must be > 0, got {sigma0}")
+            raise ConfigError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
         if not diagonal and self.dim >= 1024:
             # C and its eigenbasis B: 2 x 8 d^2 bytes, pickled into every generation's record
             warnings.warn(
@@ -275,6 +285,8 @@ class RandomSearch(Optimizer):
         codes = np.asarray(initial_codes, dtype=np.float32)
         self.popsize = int(codes.shape[0])
         self.centre = codes.mean(0)
+        if sigma is not None:
+            finite_number(sigma, "optimizer.sigma", minimum=0.0)
         self.sigma = float(sigma) if sigma is not None else float(codes.std()) or 1.0
         self._first: np.ndarray | None = codes.copy()
 

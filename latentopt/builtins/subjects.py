@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from latentopt.builtins.noise import NoiseModel, make_noise
+from latentopt.checks import ConfigError, finite_number, integer
 from latentopt.plugins import hookimpl
 from latentopt.runtime import resolve_device
 from latentopt.subject import Subject
@@ -47,12 +48,29 @@ def load_efficientnet_lite0(weights: str | None = None) -> torch.nn.Module:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"subject.weights: no file at {weights}") from None
+    except Exception as err:  # weights_only refuses pickles (UnpicklingError); torch also raises zip/runtime errors
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"subject.weights: {weights} is not a torch state dict of tensors ({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"subject.weights: {weights} is not a state dict (a mapping of names to tensors)")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise ConfigError(f"subject.weights: {weights} holds NaN or infinite values in {bad!r}")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise ValueError(f"subject.weights: {weights} does not fit EfficientNet-Lite0: {first}") from None
+        raise ConfigError(f"subject.weights: {weights} does not fit EfficientNet-Lite0: {first}") from None
     return model.eval()
+
+
+def _channel_list(channels: Any) -> list[int]:
+    """``subject.channels`` (an index or a list of them) as a list of ints >= 0."""
+    if isinstance(channels, int) and not isinstance(channels, bool):
+        return [integer(channels, "subject.channels", minimum=0)]
+    if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
+        raise ConfigError(f"subject.channels must be a channel index or a list of them, got {channels!r}")
+    return [integer(c, "subject.channels", minimum=0) for c in channels]
 
 
 class CNNUnitSubject(Subject):
@@ -90,8 +108,8 @@ class CNNUnitSubject(Subject):
         batch_size: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        if batch_size is not None and int(batch_size) < 1:
-            raise ValueError(f"subject.batch_size must be >= 1 (or null for the device's default), got {batch_size}")
+        if batch_size is not None:
+            integer(batch_size, "subject.batch_size", minimum=1)
         self.batch_size = int(batch_size) if batch_size is not None else (10 if self.device.type == "cpu" else 40)
         self.model = load_efficientnet_lite0(weights).to(self.device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         for p in self.model.parameters():
@@ -100,13 +118,13 @@ class CNNUnitSubject(Subject):
         self.layer = AREA_LAYERS.get(layer, layer)
         modules = dict(self.model.named_modules())
         if self.layer not in modules or self.layer == "":
-            raise ValueError(
+            raise ConfigError(
                 f"subject.layer: {layer!r} is neither an area ({', '.join(AREA_LAYERS)}) nor a module "
                 f"of EfficientNet-Lite0 (e.g. _blocks.0 ... _blocks.15, _conv_head, _fc)"
             )
-        self.channels = [int(channels)] if isinstance(channels, int) else [int(c) for c in channels]
+        self.channels = _channel_list(channels)
         if not self.channels:
-            raise ValueError("subject.channels: give at least one channel")
+            raise ConfigError("subject.channels: give at least one channel")
         self.position = position
         self.noise = make_noise(noise)
         self._module = modules[self.layer]
@@ -117,7 +135,7 @@ class CNNUnitSubject(Subject):
         n_features = shape[0]
         bad = [c for c in self.channels if not 0 <= c < n_features]
         if bad:
-            raise ValueError(f"subject.channels: {bad} out of range for {self.layer} ({n_features} channels)")
+            raise ConfigError(f"subject.channels: {bad} out of range for {self.layer} ({n_features} channels)")
         self._index = self._resolve_position(shape)
         self.channel_names = [f"{self.layer}:{c}" for c in self.channels]
 
@@ -132,10 +150,10 @@ class CNNUnitSubject(Subject):
         if self.position in ("centre", "center"):
             return height // 2, width // 2
         if isinstance(self.position, str) or len(self.position) != 2:
-            raise ValueError(f"subject.position: 'centre' or [row, col], got {self.position!r}")
+            raise ConfigError(f"subject.position: 'centre' or [row, col], got {self.position!r}")
         row, col = int(self.position[0]), int(self.position[1])
         if not (0 <= row < height and 0 <= col < width):
-            raise ValueError(f"subject.position: {[row, col]} outside the {height}x{width} map of {self.layer}")
+            raise ConfigError(f"subject.position: {[row, col]} outside the {height}x{width} map of {self.layer}")
         return row, col
 
     def _probe_shape(self) -> tuple[int, ...]:
@@ -226,8 +244,13 @@ class GaborV1Subject(Subject):
         device: str = "auto",
     ) -> None:
         orients = [orientations_deg] if isinstance(orientations_deg, (int, float)) else list(orientations_deg)
-        if wavelength <= 2 or sigma <= 0:
-            raise ValueError("subject.wavelength must be > 2 px and subject.sigma > 0")
+        orients = [finite_number(o, "subject.orientations_deg") for o in orients]
+        if not orients:
+            raise ConfigError("subject.orientations_deg: give at least one orientation")
+        finite_number(wavelength, "subject.wavelength", minimum=2.0)
+        finite_number(sigma, "subject.sigma", minimum=0.0)
+        finite_number(gain, "subject.gain", minimum=0.0)
+        integer(size, "subject.size", minimum=8, maximum=4096)
         self.device = resolve_device(device)
         self.size, self.gain = int(size), float(gain)
         self.orientations = [float(o) for o in orients]

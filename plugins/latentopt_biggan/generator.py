@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.checks import ConfigError, finite_number, integer
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.runtime import resolve_device
 from latentopt.weights import file_record
@@ -78,12 +79,13 @@ class BigGANGenerator(Generator):
         initial_class: str | int = "random",
     ) -> None:
         resolution = loading.check_model_name(model)
-        if not 0.0 < float(truncation) <= 1.0:
-            raise ValueError(f"truncation must be in (0, 1], got {truncation}")
+        if not 0.0 < finite_number(truncation, "generator.truncation") <= 1.0:
+            raise ConfigError(f"generator.truncation must be in (0, 1], got {truncation}")
+        finite_number(noise_scale, "generator.noise_scale", minimum=0.0, strict=False)
         if tail_batch_size is None:
             tail_batch_size = TAIL_BATCH_SIZES[resolution]
-        if batch_size < 1 or tail_batch_size < 1:
-            raise ValueError(f"batch_size and tail_batch_size must be >= 1, got {batch_size}, {tail_batch_size}")
+        integer(batch_size, "generator.batch_size", minimum=1)
+        integer(tail_batch_size, "generator.tail_batch_size", minimum=1)
         self.initial_class = _check_class(initial_class, "initial_class", allow=("random", "zero"))
         self.model_name = model
         self.truncation = float(truncation)
@@ -154,7 +156,7 @@ def _check_class(value: str | int, key: str, *, allow: tuple[str, ...] = ()) -> 
         return value
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= int(value) < loading.N_CLASSES:
         extra = f" or one of {', '.join(allow)}" if allow else ""
-        raise ValueError(f"{key} must be an ImageNet class index in [0, {loading.N_CLASSES}){extra}, got {value!r}")
+        raise ConfigError(f"{key} must be an ImageNet class index in [0, {loading.N_CLASSES}){extra}, got {value!r}")
     return int(value)
 
 
@@ -187,14 +189,14 @@ class BigGANFactory:
     def __call__(self, *, space: str = "full", class_index: int | None = None, fixed_seed: int = 0,
                  **kwargs: Any) -> Generator:
         if space not in SPACES:
-            raise ValueError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+            raise ConfigError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
         if class_index is not None:
             _check_class(class_index, "class_index")
         base = BigGANGenerator(**kwargs)
         if space == "full":
             if class_index is not None:
                 base.close()
-                raise ValueError("class_index fixes the class of the noise space; in the full space use "
+                raise ConfigError("class_index fixes the class of the noise space; in the full space use "
                                  "initial_class to start from a class")
             return base
         rng = np.random.default_rng(fixed_seed)

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from latentopt.checks import ConfigError
 from latentopt.weights import WeightsError, read_state_dict
 from latentopt.weights import check_state_dict as check_shapes
 
@@ -32,7 +33,7 @@ class WeightsUnavailable(WeightsError):
 def check_model_name(model: str) -> int:
     """Resolution of a model name; a clear error lists the known names."""
     if model not in RESOLUTIONS:
-        raise ValueError(f"unknown BigGAN model {model!r}; known: {', '.join(RESOLUTIONS)}")
+        raise ConfigError(f"unknown BigGAN model {model!r}; known: {', '.join(RESOLUTIONS)}")
     return RESOLUTIONS[model]
 
 

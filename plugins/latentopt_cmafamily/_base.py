@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError
 from latentopt.optimizer import Optimizer
 
 
@@ -58,7 +59,7 @@ def initial_mean(initial_codes: np.ndarray, init_mean: str) -> np.ndarray:
         return np.zeros(initial_codes.shape[1])
     if init_mean == "codes":
         return np.asarray(initial_codes, dtype=np.float64).mean(0)
-    raise ValueError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
+    raise ConfigError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
 
 
 class FamilyOptimizer(Optimizer):
@@ -84,7 +85,8 @@ class FamilyOptimizer(Optimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         self.population = int(population if population is not None else np.shape(initial_codes)[0])
         if self.population < 2:
-            raise ValueError(f"{type(self).__name__}: population must be >= 2, got {self.population}")
+            raise ConfigError(f"optimizer.population_size (population) must be >= 2 for {type(self).__name__}, "
+                              f"got {self.population}")
 
     def _ask(self) -> np.ndarray:
         return self._propose(self.population)

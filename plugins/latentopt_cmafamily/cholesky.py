@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
@@ -102,10 +103,9 @@ class CholeskyCore:
 
     def __init__(self, mean: np.ndarray, *, sigma: float, mu: int, a_update_every: int) -> None:
         k = int(mean.shape[0])
-        if sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
+        finite_number(sigma, "optimizer.sigma", minimum=0.0)
         if a_update_every < 1:
-            raise ValueError(f"a_update_every must be >= 1, got {a_update_every}")
+            raise ConfigError(f"a_update_every must be >= 1, got {a_update_every}")
         self.dim, self.mu, self.a_update_every = k, int(mu), int(a_update_every)
         mueff = effective_mu(recombination_weights(self.mu))
         self.cc = 4.0 / (k + 4.0)
@@ -217,7 +217,7 @@ class CholeskyCMA(FamilyOptimizer):
         self.core = CholeskyCore(
             self._to_points(initial_mean(np.asarray(initial_codes), init_mean)[None])[0],
             sigma=sigma,
-            mu=mu or self.population // 2,
+            mu=parent_count(mu, self.population) or self.population // 2,
             a_update_every=a_update_every,
         )
 

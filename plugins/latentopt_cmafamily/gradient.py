@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.checks import ConfigError, finite_number
 from latentopt.generator import Generator
 from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer, OptimizerError
@@ -71,13 +72,13 @@ def gradient_ascent(
         A :class:`GradientAscentResult`.
     """
     if not generator.differentiable or not subject.differentiable:
-        raise ValueError(
+        raise ConfigError(
             f"gradient_ascent needs a differentiable generator and subject; got "
             f"{type(generator).__name__} (differentiable={generator.differentiable}) and "
             f"{type(subject).__name__} (differentiable={subject.differentiable})"
         )
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
     start = np.asarray(initial_codes, dtype=np.float32)
     codes = torch.tensor(start, device=generator.device, requires_grad=True)
     stepper: torch.optim.Optimizer = (
@@ -145,11 +146,10 @@ class GradientAscentOptimizer(Optimizer):
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         if stepper not in OPTIMIZERS:
-            raise ValueError(f"optimizer.stepper must be one of {OPTIMIZERS}, got {stepper!r}")
-        if not lr > 0:
-            raise ValueError(f"optimizer.lr must be > 0, got {lr}")
-        if max_norm is not None and not max_norm > 0:
-            raise ValueError(f"optimizer.max_norm must be > 0 or null, got {max_norm}")
+            raise ConfigError(f"optimizer.stepper must be one of {OPTIMIZERS}, got {stepper!r}")
+        finite_number(lr, "optimizer.lr", minimum=0.0)
+        if max_norm is not None:
+            finite_number(max_norm, "optimizer.max_norm", minimum=0.0)
         self.lr, self.stepper, self.max_norm = float(lr), stepper, None if max_norm is None else float(max_norm)
         self._codes = np.asarray(initial_codes, dtype=np.float64).copy()
         self._m = np.zeros_like(self._codes)

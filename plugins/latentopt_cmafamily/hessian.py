@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError
 from latentopt_cmafamily._base import initial_mean
 from latentopt_cmafamily.cholesky import CholeskyCMA
 
@@ -33,7 +34,7 @@ def load_metric(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(Path(path), allow_pickle=False) as data:
         missing = {"eigvecs", "eigvals"} - set(data.files)
         if missing:
-            raise ValueError(f"{path}: missing arrays {sorted(missing)} (found {sorted(data.files)})")
+            raise ConfigError(f"{path}: missing arrays {sorted(missing)} (found {sorted(data.files)})")
         return np.asarray(data["eigvecs"], dtype=np.float64), np.asarray(data["eigvals"], dtype=np.float64)
 
 
@@ -104,20 +105,20 @@ class HessianCMA(CholeskyCMA):
         metric: str | None, eigvecs: np.ndarray | None, eigvals: np.ndarray | None, dim: int
     ) -> tuple[np.ndarray, np.ndarray]:
         if (metric is None) == (eigvecs is None or eigvals is None):
-            raise ValueError("HessianCMA: give either metric=<path.npz> or both eigvecs and eigvals")
+            raise ConfigError("HessianCMA: give either metric=<path.npz> or both eigvecs and eigvals")
         if metric is not None:
             basis, spectrum = load_metric(metric)
         else:
             basis, spectrum = np.asarray(eigvecs, np.float64), np.asarray(eigvals, np.float64).reshape(-1)
         if basis.ndim != 2 or basis.shape[0] != dim or basis.shape[1] != spectrum.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"HessianCMA: eigvecs must be (d={dim}, k) and eigvals (k,), got {basis.shape} and {spectrum.shape}"
             )
         if not np.all(spectrum > 0):
-            raise ValueError("HessianCMA: eigenvalues must be positive (use the top of the spectrum)")
+            raise ConfigError("HessianCMA: eigenvalues must be positive (use the top of the spectrum)")
         gram_error = np.abs(basis.T @ basis - np.eye(basis.shape[1])).max()
         if gram_error > 1e-3:
-            raise ValueError(f"HessianCMA: eigvecs columns not orthonormal (|UᵀU − I| = {gram_error:.2g})")
+            raise ConfigError(f"HessianCMA: eigvecs columns not orthonormal (|UᵀU − I| = {gram_error:.2g})")
         return basis, spectrum
 
     def _to_points(self, codes: np.ndarray) -> np.ndarray:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number
 from latentopt.optimizer import Optimizer, OptimizerError
 from latentopt_cmafamily._base import initial_mean
 
@@ -80,12 +81,13 @@ class NevergradOptimizer(Optimizer):
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         if ng_name not in ng.optimizers.registry:
             close = [k for k in ng.optimizers.registry if k.lower() == ng_name.lower()]
-            raise ValueError(
+            raise ConfigError(
                 f"nevergrad has no optimizer {ng_name!r}" + (f"; did you mean {close[0]}?" if close else "")
             )
         self.ng_name, self.ng_version = ng_name, ng.__version__
         self.population = int(population or np.shape(initial_codes)[0])
-        self.budget, self.sigma, self.init_mean = budget, float(sigma), init_mean
+        self.budget, self.init_mean = budget, init_mean
+        self.sigma = finite_number(sigma, "optimizer.sigma", minimum=0.0)
         self._start = initial_mean(np.asarray(initial_codes), init_mean)
         self._history_scores: list[np.ndarray] = []
         self._history_digests: list[str] = []

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
@@ -74,18 +75,18 @@ class SepCMA(FamilyOptimizer):
         schedule_generations: int = 75,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
-        if sigma <= 0:
-            raise ValueError(f"SepCMA: sigma must be > 0, got {sigma}")
+        finite_number(sigma, "optimizer.sigma", minimum=0.0)
+        finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:
-            raise ValueError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
+            raise ConfigError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
         if step_schedule not in STEP_SCHEDULES:
-            raise ValueError(f"SepCMA: step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
+            raise ConfigError(f"SepCMA: step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
         if not 0 < sigma_end_ratio or schedule_generations < 1:
-            raise ValueError("SepCMA: sigma_end_ratio must be > 0 and schedule_generations >= 1")
+            raise ConfigError("SepCMA: sigma_end_ratio must be > 0 and schedule_generations >= 1")
         self.step_schedule = step_schedule
         self.sigma_end_ratio, self.schedule_generations = float(sigma_end_ratio), int(schedule_generations)
         n = float(self.dim)
-        self.mu = int(mu or self.population // 2)
+        self.mu = int(parent_count(mu, self.population) or self.population // 2)
         self.init_mean, self.cs_rule, self.sigma0 = init_mean, cs_rule, float(sigma)
         mueff = effective_mu(recombination_weights(self.mu))
         if cs_rule == "ponce":

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import FamilyOptimizer, as_array, ranked_parents
 
 SCHEDULES = ("exp", "inv")
@@ -35,7 +36,7 @@ def step_angle(generation: int, *, start_deg: float, end_deg: float, generations
     elif schedule == "inv":
         degrees = 1.0 / (1.0 / start_deg + (1.0 / end_deg - 1.0 / start_deg) * t)
     else:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     return math.radians(degrees)
 
 
@@ -93,13 +94,18 @@ class SphereCMA(FamilyOptimizer):
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
         if schedule not in SCHEDULES:
-            raise ValueError(f"SphereCMA: schedule must be one of {SCHEDULES}, got {schedule!r}")
+            raise ConfigError(f"SphereCMA: schedule must be one of {SCHEDULES}, got {schedule!r}")
+        for key, value in (("sphere_norm_factor", sphere_norm_factor), ("lr", lr),
+                           ("step_start_deg", step_start_deg), ("step_end_deg", step_end_deg)):
+            finite_number(value, f"optimizer.{key}", minimum=0.0)
+        if sphere_norm is not None:
+            finite_number(sphere_norm, "optimizer.sphere_norm", minimum=0.0)
         if sphere_norm is None:
             norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
             sphere_norm = float(sphere_norm_factor * norms.mean())
         if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
-            raise ValueError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
-        self.mu = int(mu or self.population // 2)
+            raise ConfigError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
+        self.mu = int(parent_count(mu, self.population) or self.population // 2)
         self.sphere_norm, self.lr, self.schedule = float(sphere_norm), float(lr), schedule
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)

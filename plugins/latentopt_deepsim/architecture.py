@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from latentopt.checks import ConfigError
+
 LEAKY_SLOPE = 0.3  # Dosovitskiy & Brox 2016: LeakyReLU with negative slope 0.3
 
 
@@ -199,7 +201,7 @@ def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise ValueError(f"unknown DeePSim variant {name!r}; known: {', '.join(VARIANTS)}") from None
+        raise ConfigError(f"unknown DeePSim variant {name!r}; known: {', '.join(VARIANTS)}") from None
 
 
 class DeePSimNetwork(nn.Module):

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from latentopt.checks import finite_number, integer
 from latentopt.generator import Generator
 from latentopt.runtime import resolve_device
 from latentopt.weights import file_record
@@ -49,13 +50,11 @@ class DeePSimGenerator(Generator):
         init_scale: float = 1.0,
     ) -> None:
         self.variant = get_variant(variant)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.batch_size = int(batch_size)
+        self.batch_size = integer(batch_size, "generator.batch_size", minimum=1)
         self.device = resolve_device(device)
         self.latent_dim = self.variant.latent_dim
         self.image_size = self.variant.image_size
-        self.init_scale = float(init_scale)
+        self.init_scale = finite_number(init_scale, "generator.init_scale", minimum=0.0)
         self.weights_path = deepsim_weights.resolve(self.variant.name, weights, allow_download=download)
         state = deepsim_weights.load_state_dict(self.weights_path, self.variant)
         self._weights_record = file_record(self.weights_path)

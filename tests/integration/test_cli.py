@@ -167,3 +167,58 @@ def test_default_evolution_raises_the_in_silico_monkey_unit(tmp_path):
     assert record.scores.shape == (8, 20)
     assert record.scores[-2:].mean() > record.scores[0].mean() + 0.5 * record.scores[0].std()
     assert record.reference_responses.shape == (8, 4, 1)
+
+
+def _plugin_on_path(tmp_path, source: str) -> dict[str, str]:
+    """An installed-looking distribution ``rogue`` (module + dist-info with a latentopt entry point) on PYTHONPATH."""
+    (tmp_path / "rogue_plugin.py").write_text(source)
+    info = tmp_path / "rogue-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rogue\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[latentopt]\nrogue = rogue_plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp_path), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def test_plugin_name_collision_is_one_line_for_runs_help_and_plugin_list(tmp_path):
+    env = _plugin_on_path(tmp_path, (
+        "from latentopt.plugins import hookimpl\n\n"
+        "@hookimpl\ndef latentopt_register_generators(register):\n    register('pixel', object)\n"))
+    run_dir = tmp_path / "run"
+    for args, entry in (([*TINY, f"hydra.run.dir={run_dir}"], "main"), (["--help"], "main"),
+                        ([], "plugins_main")):
+        proc = subprocess.run(cli_command(args, entry=entry), capture_output=True, text=True, env=env, cwd=ROOT,
+                              timeout=120)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(lines) == 1 and lines[0].startswith("latentopt: error:"), (args, proc.stderr)
+        assert "pixel" in lines[0] and "rogue 0.1" in lines[0] and "Traceback" not in proc.stderr
+    assert not run_dir.exists()
+
+
+def test_optimizer_error_is_one_line(tmp_path):
+    env = _plugin_on_path(tmp_path, (
+        "from latentopt.optimizer import Optimizer, OptimizerError\n"
+        "from latentopt.plugins import hookimpl\n\n"
+        "class Broken(Optimizer):\n"
+        "    def __init__(self, initial_codes, *, seed=0, **kwargs):\n"
+        "        super().__init__(initial_codes, seed=seed)\n"
+        "    def _ask(self):\n        raise OptimizerError('broken: the library underneath gave up')\n"
+        "    def _tell(self, codes, scores):\n        pass\n"
+        "    def _state_dict(self):\n        return {}\n"
+        "    def _load_state_dict(self, state):\n        pass\n\n"
+        "@hookimpl\ndef latentopt_register_optimizers(register):\n    register('broken', Broken)\n"))
+    proc = subprocess.run(cli_command([*TINY, "optimizer.name=broken", f"hydra.run.dir={tmp_path / 'run'}"]),
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0] == "latentopt: error: broken: the library underneath gave up"
+
+
+def test_scores_that_overflow_stop_with_one_line(tmp_path):
+    # gain 1e300 overflows the float32 responses to inf: the optimizer refuses them (OptimizerError)
+    proc = run_cli([*TINY, "subject.gain=1e300", "experiment.generations=2", f"hydra.run.dir={tmp_path / 'r'}"],
+                   check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and lines == ["latentopt: error: GeneticAlgorithm.tell: infinite score"], proc.stderr
