@@ -190,6 +190,7 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
     """Run (or resume) the evolution a config describes into ``run_dir``; return the summary."""
     import torch
 
+    from latentopt.optimizer import OptimizerError
     from latentopt.records import RunWriter, load_generation
     from latentopt.report import write_report
 
@@ -221,7 +222,11 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
             if start:
                 last = load_generation(run_dir, start - 1)
                 for thread in evolution.threads:
-                    thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
+                    try:
+                        thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
+                    except OptimizerError as err:
+                        raise OptimizerError(f"{run_dir}/generations/gen_{start - 1:05d}.npz, thread "
+                                             f"{thread.name}: {err}") from err
         else:
             writer.start(config_yaml=OmegaConf.to_yaml(cfg), provenance=provenance)
         evolution.run(start_generation=start)
@@ -290,6 +295,7 @@ def resume_main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
     args = parser.parse_args(argv)
+    from latentopt.optimizer import OptimizerError
     from latentopt.records import RecordError
     from latentopt.subject import SubjectUnavailable
 
@@ -307,7 +313,7 @@ def resume_main(argv: list[str] | None = None) -> None:
         _fail(f"bad override: {str(err).splitlines()[0]}")
     try:
         summary = run_from_config(cfg, args.run_dir, resume=True)
-    except (ConfigError, RecordError, FileNotFoundError) as err:
+    except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
         _fail(str(err))
     except SubjectUnavailable as err:
         _stopped(err, args.run_dir)
