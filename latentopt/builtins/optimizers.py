@@ -135,6 +135,14 @@ class PycmaES(Optimizer):
     pycma minimises: this adapter, and only this adapter, tells it the negated scores. It is seeded
     through pycma's ``randn`` option and writes no log files (``verb_log=0``).
 
+    State (:meth:`state_dict`): ``strategy`` holds the strategy's attributes as plain data (numeric
+    arrays, numbers, strings, lists and dicts of these; see :mod:`latentopt.builtins.pycma_state`),
+    ``randn`` the bit-generator state of the seeded random source (128-bit integers as strings), and
+    ``asked`` the codes asked and not yet told (float64 ``(λ, d)``, or ``{}``). No pickle: loading builds
+    a fresh strategy from this optimizer's constructor arguments and transplants the checked data into
+    it, so a resumed optimizer proposes exactly what an uninterrupted one would; a state that is not
+    what latentopt wrote raises :class:`~latentopt.optimizer.OptimizerError`.
+
     Args:
         initial_codes: ``(population, d)``; their count is λ, their mean the initial mean
             (or zero with ``centre: zero``).
