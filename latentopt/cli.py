@@ -246,6 +246,7 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
     """
     import torch
 
+    from latentopt.optimizer import OptimizerError
     from latentopt.records import RunWriter, load_generation
     from latentopt.report import write_report
 
@@ -279,7 +280,11 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
             if start:
                 last = load_generation(run_dir, start - 1)
                 for thread in evolution.threads:
-                    thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
+                    try:
+                        thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
+                    except OptimizerError as err:
+                        raise OptimizerError(f"{run_dir}/generations/gen_{start - 1:05d}.npz, thread "
+                                             f"{thread.name}: {err}") from err
         else:
             writer.start(config_yaml=OmegaConf.to_yaml(cfg), provenance=provenance)
         evolution.run(start_generation=start)
@@ -357,7 +362,7 @@ def resume_main(argv: list[str] | None = None) -> None:
         description="Continue a killed or finished run in its own folder. Overrides such as "
         "experiment.generations=60 extend it; nothing already recorded is rewritten. Only "
         "experiment.generations, experiment.budget, progress, device (and a rig subject's timeout_s, "
-        "on_timeout, poll_s, settle_s, corrupt_after_s, message_every_s) may change; each change is "
+        "on_timeout, poll_s, settle_s, corrupt_after_s, message_every_s, exchange) may change; each change is "
         "recorded in resumes.jsonl.",
     )
     parser.add_argument("run_dir", type=Path)

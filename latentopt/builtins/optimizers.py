@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-import io
-import pickle
 import warnings
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
+from latentopt.builtins.pycma_state import load_strategy_state, strategy_to_state
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
-from latentopt.optimizer import Optimizer, OptimizerError
+from latentopt.optimizer import Optimizer, OptimizerError, rng_state, set_rng_state
 from latentopt.plugins import hookimpl
 
 
@@ -126,7 +125,7 @@ class GeneticAlgorithm(Optimizer):
 
 
 class _SeededNormal:
-    """pycma's ``randn`` option, drawing from a seeded numpy Generator (pickles with the strategy)."""
+    """pycma's ``randn`` option, drawing from a seeded numpy Generator (recorded by its bit-generator state)."""
 
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -135,33 +134,19 @@ class _SeededNormal:
         return self.rng.standard_normal(shape)
 
 
-class _StateUnpickler(pickle.Unpickler):
-    """Reads pycma states that latentopt itself wrote: only cma, numpy and latentopt classes load."""
-
-    _NUMPY: ClassVar[set[tuple[str, str]]] = {
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"), ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy.random._pcg64", "PCG64"),
-        ("numpy.random._pickle", "__bit_generator_ctor"), ("numpy.random._pickle", "__generator_ctor"),
-        ("numpy.random.bit_generator", "SeedSequence"),
-        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"), ("numpy.linalg", "eigh"),
-        ("builtins", "slice"), ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "complex"),
-        ("collections", "OrderedDict"), ("collections", "defaultdict"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._NUMPY or module == "cma" or module.startswith("cma."):
-            return super().find_class(module, name)
-        if module == __name__ and name == "_SeededNormal":
-            return _SeededNormal
-        raise OptimizerError(f"optimizer state refers to {module}.{name}, which latentopt does not load")
-
-
 class PycmaES(Optimizer):
     """CMA-ES through pycma (``cma``), full or diagonal covariance.
 
     pycma minimises: this adapter, and only this adapter, tells it the negated scores. It is seeded
     through pycma's ``randn`` option and writes no log files (``verb_log=0``).
+
+    State (:meth:`state_dict`): ``strategy`` holds the strategy's attributes as plain data (numeric
+    arrays, numbers, strings, lists and dicts of these; see :mod:`latentopt.builtins.pycma_state`),
+    ``randn`` the bit-generator state of the seeded random source (128-bit integers as strings), and
+    ``asked`` the codes asked and not yet told (float64 ``(λ, d)``, or ``{}``). No pickle: loading builds
+    a fresh strategy from this optimizer's constructor arguments and transplants the checked data into
+    it, so a resumed optimizer proposes exactly what an uninterrupted one would; a state that is not
+    what latentopt wrote raises :class:`~latentopt.optimizer.OptimizerError`.
 
     Args:
         initial_codes: ``(population, d)``; their count is λ, their mean the initial mean
@@ -187,7 +172,6 @@ class PycmaES(Optimizer):
         options: dict[str, Any] | None = None,
         nan_policy: str = "worst",
     ) -> None:
-        import cma
 
         finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         if np.ndim(initial_codes) == 2 and np.shape(initial_codes)[0] < 2:
@@ -200,7 +184,7 @@ class PycmaES(Optimizer):
         if centre not in ("mean", "zero"):
             raise ConfigError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
         if not diagonal and self.dim >= 1024:
-            # C and its eigenbasis B: 2 x 8 d^2 bytes, pickled into every generation's record
+            # C and its eigenbasis B: 2 x 8 d^2 bytes, written into every generation's record
             warnings.warn(
                 f"optimizer cmaes: full covariance at d = {self.dim} writes about {16 * self.dim**2 / 1e6:.0f} MB "
                 f"of optimizer state into every generation's record and updates slowly; "
@@ -209,20 +193,27 @@ class PycmaES(Optimizer):
                 stacklevel=2,
             )
         codes = np.asarray(initial_codes, dtype=np.float64)
-        x0 = codes.mean(0) if centre == "mean" else np.zeros(self.dim)
+        self._x0 = codes.mean(0) if centre == "mean" else np.zeros(self.dim)
         self.popsize = int(codes.shape[0])
-        opts: dict[str, Any] = {
-            "popsize": self.popsize, "seed": np.nan, "randn": _SeededNormal(self.seed),
+        self._opts: dict[str, Any] = {
+            "popsize": self.popsize, "seed": np.nan,
             "verbose": -9, "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "",
             "CMA_diagonal": bool(diagonal), "tolfun": 0, "tolx": 0, "tolstagnation": int(1e9),
             "tolflatfitness": int(1e9), "tolfunhist": 0, "maxiter": np.inf,
         }
         if mu is not None:
-            opts["CMA_mu"] = int(mu)
-        opts.update(dict(options or {}))
+            self._opts["CMA_mu"] = int(mu)
+        self._opts.update(dict(options or {}))
         self.sigma0, self.diagonal, self.options = float(sigma0), bool(diagonal), dict(options or {})
-        self.es = cma.CMAEvolutionStrategy(x0, self.sigma0, opts)
+        self._randn, self.es = self._new_strategy()
         self._asked: list[np.ndarray] = []
+
+    def _new_strategy(self) -> tuple[_SeededNormal, Any]:
+        """A fresh pycma strategy from this optimizer's constructor arguments, and its random source."""
+        import cma
+
+        randn = _SeededNormal(self.seed)
+        return randn, cma.CMAEvolutionStrategy(self._x0.copy(), self.sigma0, {**self._opts, "randn": randn})
 
     @classmethod
     def contract_kwargs(cls) -> dict[str, Any]:
@@ -248,14 +239,32 @@ class PycmaES(Optimizer):
 
     def _state_dict(self) -> dict[str, Any]:
         asked: np.ndarray | dict[str, Any] = np.asarray(self._asked, dtype=np.float64) if self._asked else {}
-        # pycma keeps the arguments of its last tell for debugging only (1.3 MB at d = 4096).
-        self.es.__dict__.pop("_tell2_args", None)
-        return {"pycma": pickle.dumps(self.es, protocol=4), "asked": asked}
+        return {"strategy": strategy_to_state(self.es), "randn": rng_state(self._randn.rng), "asked": asked}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
-        self.es = _StateUnpickler(io.BytesIO(state["pycma"])).load()
-        asked = state.get("asked")
-        self._asked = list(asked) if isinstance(asked, np.ndarray) else []
+        if "pycma" in state:
+            raise OptimizerError("optimizer state holds a pickled pycma strategy (field 'pycma'), which latentopt "
+                                 "no longer loads; start a new run")
+        missing = sorted({"strategy", "randn", "asked"} - set(state))
+        if missing:
+            raise OptimizerError(f"optimizer state of cmaes lacks {', '.join(missing)}")
+        asked = state["asked"]
+        if isinstance(asked, np.ndarray):
+            if asked.ndim != 2 or asked.shape[1] != self.dim or asked.dtype.kind != "f" or not np.isfinite(asked).all():
+                raise OptimizerError(f"optimizer state asked must be finite float (n, {self.dim}) codes, "
+                                     f"got {asked.dtype} {asked.shape}")
+            pending = list(asked.astype(np.float64))
+        elif asked == {}:
+            pending = []
+        else:
+            raise OptimizerError(f"optimizer state asked must be an array of codes, got {type(asked).__name__}")
+        randn, fresh = self._new_strategy()
+        try:
+            set_rng_state(randn.rng, state["randn"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise OptimizerError(f"optimizer state randn is not a numpy bit-generator state: {err!r}") from err
+        self.es = load_strategy_state(fresh, state["strategy"], pending)
+        self._randn, self._asked = randn, pending
 
     @property
     def sigma(self) -> float:

@@ -146,7 +146,6 @@ def test_kill_9_then_resume_ends_where_an_uninterrupted_run_does(tmp_path):
     assert np.array_equal(a.codes, b.codes)
     assert np.array_equal(a.reference_responses, b.reference_responses)
     # The final optimizer states are the same: restored, they propose the same next generation.
-    # (pycma's pickled bytes differ only in wall-clock timers.)
     states = [load_generation(r, 59)["threads"]["main"]["state"] for r in (straight, killed)]
     restored = []
     for state in states:
