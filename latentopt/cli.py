@@ -213,12 +213,12 @@ def _run_locked(cfg: DictConfig, writer: Any, *, resume: bool) -> dict[str, Any]
     """:func:`run_from_config` with the run folder's lock held."""
     import torch
 
-    from latentopt.records import RecordError, load_generation
+    from latentopt.records import RecordError, load_generation, load_run
     from latentopt.report import write_report
 
     run_dir = writer.run_dir
     torch.manual_seed(int(cfg.get("seed", 0)))
-    start = writer.completed_generations() if resume else 0
+    start = load_run(run_dir).generations if resume else 0  # every record readable before anything is added
     evolution = build_evolution(cfg, recorder=writer)
     total = evolution.generations if evolution.budget is None else -(-evolution.budget // 40)
     live = bool(getattr(evolution.subject, "live", False))
