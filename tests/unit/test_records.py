@@ -110,17 +110,17 @@ def test_interrupted_overwrite_keeps_the_whole_old_file(tmp_path, monkeypatch):
 
 def test_final_rename_never_replaces_a_file_another_writer_made(tmp_path, monkeypatch):
     """The exists-check and the rename are not one step: a writer that slips in between must win."""
-    from latentopt import records
+    from latentopt import record_files
 
     path = tmp_path / "gen_00003.npz"
-    real = records._write_temporary
+    real = record_files._write_temporary
 
     def racing(target, data):
         tmp = real(target, data)
         target.write_bytes(b"the other writer's generation")
         return tmp
 
-    monkeypatch.setattr(records, "_write_temporary", racing)
+    monkeypatch.setattr(record_files, "_write_temporary", racing)
     with pytest.raises(RecordError, match="never overwritten"):
         atomic_write_bytes(path, b"mine")
     assert path.read_bytes() == b"the other writer's generation"
