@@ -302,19 +302,24 @@ def _remove_unstarted(run_dir: Path, log_name: str) -> None:
 
     Only a folder that did not exist before this invocation (as :func:`_check_run_dir` saw it) is
     touched: Hydra's ``.hydra/``, the job log, the lock file, and the folder itself if then empty.
+    Nothing is touched while another process holds the folder's lock (a run started there meanwhile).
     """
     import shutil
 
-    from latentopt.records import LOCK_FILE, RunWriter
+    from latentopt.records import LOCK_FILE, RecordError, RunWriter
 
-    if _PREFLIGHT_RUN_DIR is None or RunWriter(run_dir).is_started():
+    if _PREFLIGHT_RUN_DIR is None or _PREFLIGHT_RUN_DIR != (run_dir.absolute(), False) or not run_dir.is_dir():
         return
-    seen, existed = _PREFLIGHT_RUN_DIR
-    if existed or seen != run_dir.absolute():
-        return
-    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
-    for name in (log_name, LOCK_FILE):
-        (run_dir / name).unlink(missing_ok=True)
+    writer = RunWriter(run_dir)
+    try:
+        with writer.lock():
+            if writer.is_started():
+                return
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+            for name in (log_name, LOCK_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+    except RecordError:
+        return  # in use by another process: its folder now
     try:
         run_dir.rmdir()
     except OSError:

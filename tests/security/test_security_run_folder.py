@@ -207,6 +207,22 @@ def test_a_run_failing_before_its_start_leaves_a_folder_that_existed_alone(tmp_p
 
 
 # ---------------------------------------------------------------------------- concurrent writers
+def test_a_failed_start_does_not_clean_a_folder_another_run_holds(tmp_path, monkeypatch):
+    """Two runs started at once in a new folder: the one refused as "in use" removes nothing of the other's."""
+    from latentopt import cli
+
+    run = tmp_path / "run"
+    monkeypatch.setattr(cli, "_PREFLIGHT_RUN_DIR", (run.absolute(), False))
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (run / "latentopt.log").write_text("")
+    with RunWriter(run).lock():
+        cli._remove_unstarted(run, "latentopt.log")
+        assert sorted(p.name for p in run.iterdir()) == [".hydra", "latentopt.log", "run.lock"]
+    cli._remove_unstarted(run, "latentopt.log")  # nobody holds it: this invocation's leftovers go
+    assert not run.exists()
+
+
 def test_a_second_resume_of_a_run_in_use_is_refused(run):
     import os
 
