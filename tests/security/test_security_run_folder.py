@@ -190,6 +190,14 @@ def test_an_interrupted_start_is_not_written_into(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["config.yaml"]
 
 
+def test_a_file_as_hydra_run_dir_is_one_line(tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    line = _one_line(run_cli([*TINY, f"hydra.run.dir={target}"], check=False))
+    assert "is a file" in line and str(target) in line
+    assert target.read_text() == "mine"
+
+
 def test_a_run_failing_before_its_start_leaves_no_folder(tmp_path):
     run = tmp_path / "run"
     line = _one_line(run_cli([*TINY, "optimizer.n_elite=99", f"hydra.run.dir={run}"], check=False))
