@@ -241,21 +241,40 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
                     resume_changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run (or resume) the evolution a config describes into ``run_dir``; return the summary.
 
+    The run folder's lock is held throughout: a second run or resume of the same folder is refused.
     ``resume_changes`` (``{key: {old, new}}``, from :func:`latentopt.resume_policy.apply_overrides`) is
     recorded in ``resumes.jsonl`` with the effective config.
-    """
-    import torch
 
-    from latentopt.optimizer import OptimizerError
-    from latentopt.records import RunWriter, load_generation
-    from latentopt.report import write_report
+    Raises:
+        ConfigError: a value of the config is unusable (checked before anything is written).
+        RecordError: ``run_dir`` is not a started run (resume), already holds one (new run), is in use,
+            or a record could not be written (then the run is resumable).
+    """
+    from latentopt.records import RecordError, RunWriter, occupied_message, run_folder_contents
 
     validate_run_config(cfg)  # before the seed is used and before anything is written
-    torch.manual_seed(int(cfg.get("seed", 0)))
     writer = RunWriter(run_dir)
-    start = writer.completed_generations() if resume else 0
-    if resume and start == 0 and not (Path(run_dir) / "config.yaml").exists():
-        raise ConfigError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
+    if resume:
+        writer.require_started()
+    else:
+        found = run_folder_contents(run_dir)
+        if found:  # checked again by writer.start, under the lock
+            raise RecordError(occupied_message(run_dir, found))
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with writer.lock():
+        return _run_locked(cfg, writer, resume=resume, resume_changes=resume_changes)
+
+
+def _run_locked(cfg: DictConfig, writer: Any, *, resume: bool, resume_changes: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`run_from_config` with the run folder's lock held."""
+    import torch
+
+    from latentopt.records import RecordError, load_generation, load_run
+    from latentopt.report import write_report
+
+    run_dir = writer.run_dir
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    start = load_run(run_dir).generations if resume else 0  # every record readable before anything is added
     evolution = build_evolution(cfg, recorder=writer)
     total = evolution.generations if evolution.budget is None else -(-evolution.budget // 40)
     live = bool(getattr(evolution.subject, "live", False))
@@ -275,19 +294,16 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
     }
     try:
         if resume:
+            if start:  # before anything is added: a refused state leaves the folder as it was
+                _restore_states(evolution, load_generation(run_dir, start - 1), run_dir, start - 1)
             writer.record_resume(from_generation=start, provenance={
                 **provenance, **_resume_provenance(cfg, resume_changes)})
-            if start:
-                last = load_generation(run_dir, start - 1)
-                for thread in evolution.threads:
-                    try:
-                        thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
-                    except OptimizerError as err:
-                        raise OptimizerError(f"{run_dir}/generations/gen_{start - 1:05d}.npz, thread "
-                                             f"{thread.name}: {err}") from err
         else:
             writer.start(config_yaml=OmegaConf.to_yaml(cfg), provenance=provenance)
-        evolution.run(start_generation=start)
+        try:
+            evolution.run(start_generation=start)
+        except RecordError as err:  # e.g. disk full: the generation in flight is lost, nothing else
+            raise RecordError(f"{err}; the run is resumable: latentopt-resume {run_dir}") from err
     finally:
         bar.close()
         for component in {id(t.generator): t.generator for t in evolution.threads}.values():
@@ -296,23 +312,111 @@ def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = Fals
     return write_report(run_dir)
 
 
+def _restore_states(evolution: Any, last: dict[str, Any], run_dir: Path, generation: int) -> None:
+    """Load each thread's optimizer state from the last recorded generation."""
+    from latentopt.optimizer import OptimizerError
+    from latentopt.records import RecordError
+
+    path = f"{run_dir}/generations/gen_{generation:05d}.npz"
+    for thread in evolution.threads:
+        try:
+            state = last["threads"][thread.name]["state"]
+        except (KeyError, TypeError) as err:
+            raise RecordError(f"{path} holds no optimizer state of thread {thread.name!r}") from err
+        try:
+            thread.optimizer.load_state_dict(state)
+        except OptimizerError as err:
+            raise OptimizerError(f"{path}, thread {thread.name}: {err}") from err
+
+
+_PREFLIGHT_RUN_DIR: tuple[Path, bool] | None = None
+"""``(hydra.run.dir, whether it existed)`` as :func:`_check_run_dir` saw it before Hydra started."""
+
+
 def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from latentopt.optimizer import OptimizerError
-    from latentopt.records import RecordError
+    from latentopt.records import RecordError, RunWriter
     from latentopt.subject import SubjectUnavailable
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    run_dir = hydra_cfg.runtime.output_dir
     try:
-        summary = run_from_config(cfg, run_dir)
+        try:
+            summary = run_from_config(cfg, run_dir)
+        except BaseException:
+            _remove_unstarted(Path(run_dir), f"{hydra_cfg.job.name}.log")
+            raise
     except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
         _fail(str(err))
     except SubjectUnavailable as err:
+        if not RunWriter(run_dir).is_started():
+            _fail(str(err))
         _stopped(err, run_dir)
     best = next(iter(summary["threads"].values()))["best_score"]
     print(f"run folder: {run_dir}  best score: {_best_text(summary)}")
     return float("nan") if best is None else float(best)
+
+
+def _remove_unstarted(run_dir: Path, log_name: str) -> None:
+    """A run that failed before its start marker: remove what this invocation created in its folder.
+
+    Only a folder that did not exist before this invocation (as :func:`_check_run_dir` saw it) is
+    touched: Hydra's ``.hydra/``, the job log, the lock file, and the folder itself if then empty.
+    Nothing is touched while another process holds the folder's lock (a run started there meanwhile).
+    """
+    import shutil
+
+    from latentopt.records import LOCK_FILE, RecordError, RunWriter
+
+    if _PREFLIGHT_RUN_DIR is None or _PREFLIGHT_RUN_DIR != (run_dir.absolute(), False) or not run_dir.is_dir():
+        return
+    writer = RunWriter(run_dir)
+    try:
+        with writer.lock():
+            if writer.is_started():
+                return
+            shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+            for name in (log_name, LOCK_FILE):
+                (run_dir / name).unlink(missing_ok=True)
+    except RecordError:
+        return  # in use by another process: its folder now
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: something else lives there
+
+
+def _check_run_dir(argv: list[str]) -> None:
+    """Before Hydra writes ``.hydra/`` into ``hydra.run.dir``: refuse a folder that holds a run.
+
+    Hydra's ``${now:...}`` is pinned to this moment, so the folder resolved here is the one Hydra uses.
+    Sweeps (``-m``) are left to Hydra: each job gets a fresh subfolder of the sweep folder.
+    """
+    global _PREFLIGHT_RUN_DIR
+    if any(a.startswith("-") for a in argv):
+        return
+    from datetime import datetime
+
+    from hydra import compose, initialize_config_module
+
+    from latentopt.records import occupied_message, run_folder_contents
+
+    started = datetime.now()
+    OmegaConf.register_new_resolver("now", started.strftime, replace=True, use_cache=True)
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(argv), return_hydra_config=True)
+            run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir", throw_on_missing=True)))
+    except Exception:  # a bad hydra.* override: Hydra itself reports it
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        _fail(f"hydra.run.dir: {run_dir} is a file, not a folder")
+    found = run_folder_contents(run_dir)
+    if found:
+        _fail(occupied_message(run_dir, found))
+    _PREFLIGHT_RUN_DIR = (run_dir.absolute(), run_dir.exists())
 
 
 def _preflight(argv: list[str]) -> None:
@@ -350,6 +454,7 @@ def main() -> None:
 
     _check_plugins()
     _preflight(sys.argv[1:])
+    _check_run_dir(sys.argv[1:])
     app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
     app()
 

@@ -1,13 +1,16 @@
-"""Run records: the only code that writes files.
+"""Run records: the only code that writes into a run folder, and the code that reads it back.
 
 One folder per run::
 
     run/
       config.yaml          the composed configuration
       provenance.json      versions of python/torch/cma/nevergrad/latentopt, seed, component details
+      run.json             the start marker, written last when a run starts: a folder without it holds no run
+      run.lock             locked (fcntl.flock) by the one process writing the run; names its pid
       generations/
         gen_00000.npz      one generation (block), written atomically (see below)
       images/best_<thread>_00000.png   the best image of each thread per generation
+      resumes.jsonl        one line per resume (provenance of the resuming process)
       montage_<thread>.png, trajectory.png, summary.json   written when the run ends
 
 A generation file holds the block (``image_ids``, ``thread`` index or -1 for reference images,
@@ -15,132 +18,46 @@ A generation file holds the block (``image_ids``, ``thread`` index or -1 for ref
 update, timings, and under ``subject`` whatever the subject asked to record for that block
 (``Subject.block_extras``: a rig's raw PSTH bins, archived response files, logs).
 
-Every file is written to a temporary name, flushed, fsynced and renamed, so a kill -9 at any
-moment leaves either the whole file or nothing; existing files are never replaced.
-Arrays are stored with ``allow_pickle=False``.
+Every file is written to a fresh temporary name, fsynced, then hard-linked to its final name (which
+fails if that name exists, so no writer replaces another's file) and the temporary removed: a kill -9
+at any moment leaves either the whole file or nothing (at most a ``.*.tmp`` that a resume removes).
+A failed write (disk full, ...) is a one-line :class:`RecordError` naming the file, and leaves neither
+the file nor a temporary. Generations are numbered without gaps; a gap is a :class:`RecordError`.
+Arrays are stored with ``allow_pickle=False``; nothing read is unpickled.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
 import platform
-import zipfile
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
+from latentopt.record_files import RecordError as RecordError
+from latentopt.record_files import atomic_write_bytes as atomic_write_bytes
+from latentopt.record_files import atomic_write_text as atomic_write_text
+from latentopt.record_files import load_tree as load_tree
+from latentopt.record_files import tree_to_npz_bytes as tree_to_npz_bytes
+
 GENERATION_DIR = "generations"
 IMAGE_DIR = "images"
-
-
-class RecordError(RuntimeError):
-    """A run folder is missing, damaged, or would be overwritten."""
-
-
-# ---------------------------------------------------------------------------- atomic files
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes, *, overwrite: bool = False) -> None:
-    """Write ``data`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise RecordError(f"{path} exists already; records are never overwritten")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str, *, overwrite: bool = False) -> None:
-    atomic_write_bytes(path, text.encode(), overwrite=overwrite)
-
-
-# ---------------------------------------------------------------------------- nested trees in npz
-def _flatten(tree: Mapping[str, Any], prefix: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    for key, value in tree.items():
-        if "/" in key:
-            raise RecordError(f"record key {key!r} may not contain '/'")
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            meta[name] = {"type": "dict"}
-            _flatten(value, name + "/", arrays, meta)
-        elif isinstance(value, np.ndarray):
-            if value.dtype == object:
-                raise RecordError(f"record {name!r} is an object array; store numbers or strings")
-            arrays[name] = value
-        elif isinstance(value, (bytes, bytearray)):
-            arrays[name] = np.frombuffer(bytes(value), dtype=np.uint8)
-            meta[name] = {"type": "bytes"}
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value) and value:
-            arrays[name] = np.asarray(value)
-            meta[name] = {"type": "list"}
-        elif value is None or isinstance(value, (bool, int, float, str, np.generic, list, tuple)):
-            scalar = value.item() if isinstance(value, np.generic) else value
-            meta[name] = {"type": "value", "value": scalar}
-        else:
-            raise RecordError(f"record {name!r} has unsupported type {type(value).__name__}")
-
-
-def tree_to_npz_bytes(tree: Mapping[str, Any]) -> bytes:
-    """Serialise a nested dict of arrays, numbers, strings and bytes to npz bytes (no pickle)."""
-    arrays: dict[str, np.ndarray] = {}
-    meta: dict[str, Any] = {}
-    _flatten(tree, "", arrays, meta)
-    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]
-    return buffer.getvalue()
-
-
-def load_tree(path: Path | str | IO[bytes]) -> dict[str, Any]:
-    """Read a file (or an open binary file object) written by :func:`tree_to_npz_bytes`."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise RecordError(f"{path} is damaged or not a latentopt record: {err}") from err
-    meta = json.loads(arrays.pop("__meta__").tobytes().decode())
-    root: dict[str, Any] = {}
-
-    def parent_of(name: str) -> tuple[dict[str, Any], str]:
-        node = root
-        *parents, leaf = name.split("/")
-        for part in parents:
-            node = node.setdefault(part, {})
-        return node, leaf
-
-    for name, info in meta.items():
-        node, leaf = parent_of(name)
-        if info["type"] == "dict":
-            node.setdefault(leaf, {})
-        elif info["type"] == "value":
-            node[leaf] = info["value"]
-        elif info["type"] == "bytes":
-            node[leaf] = arrays.pop(name).tobytes()
-        elif info["type"] == "list":
-            node[leaf] = arrays.pop(name).tolist()
-    for name, array in arrays.items():
-        node, leaf = parent_of(name)
-        node[leaf] = array
-    return root
+RUN_MARKER = "run.json"
+"""Written last when a run starts: a folder without it holds no run."""
+LOCK_FILE = "run.lock"
+RECORD_NAMES = (RUN_MARKER, "config.yaml", "provenance.json", GENERATION_DIR, IMAGE_DIR, "resumes.jsonl",
+                "summary.json", "trajectory.png", LOCK_FILE)
+"""What latentopt writes into a run folder (besides ``montage_<thread>.png``)."""
+_GENERATION_FILE = re.compile(r"gen_(\d{5,})\.npz")
 
 
 # ---------------------------------------------------------------------------- provenance
@@ -171,6 +88,38 @@ def to_uint8_image(image: Any) -> np.ndarray:
     return (np.clip(array.transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+# ---------------------------------------------------------------------------- run folders
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _holder(fd: int) -> str:
+    """Who holds a lock file, from what it wrote (``process PID since TIME``)."""
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode())
+        return f"process {int(info['pid'])} since {info['since']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def run_folder_contents(run_dir: Path | str) -> list[str]:
+    """The latentopt files in ``run_dir`` (the lock file aside): empty for a folder a new run may use."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        return []
+    names = [n for n in RECORD_NAMES if n != LOCK_FILE and (folder / n).exists()]
+    return names + sorted(p.name for p in folder.glob("montage_*.png"))
+
+
+def occupied_message(run_dir: Path | str, found: list[str]) -> str:
+    """Why a new run may not use ``run_dir``, and what to do instead (one line)."""
+    if RUN_MARKER in found or GENERATION_DIR in found:
+        return (f"{run_dir} already holds a run; resume it with `latentopt-resume {run_dir}` "
+                "or choose another hydra.run.dir")
+    return (f"{run_dir} already holds latentopt files ({', '.join(found)}) but no started run; "
+            f"choose another hydra.run.dir (or delete {run_dir})")
+
+
 # ---------------------------------------------------------------------------- writer
 class RunWriter:
     """Writes one run folder. The experiment hands it each finished generation.
@@ -185,19 +134,68 @@ class RunWriter:
         self.image_dir = self.run_dir / IMAGE_DIR
 
     def start(self, *, config_yaml: str, provenance: Mapping[str, Any]) -> None:
-        """Begin a new run; refuses a folder that already holds generations."""
-        if self.completed_generations():
+        """Begin a new run: ``config.yaml``, ``provenance.json``, then the marker ``run.json`` last.
+
+        Raises:
+            RecordError: the folder already holds latentopt files (a run, or an interrupted start);
+                or a write failed (then what this call wrote is removed again).
+        """
+        found = run_folder_contents(self.run_dir)
+        if found:
+            raise RecordError(occupied_message(self.run_dir, found))
+        written: list[Path] = []
+        try:
+            for name, text in (
+                ("config.yaml", config_yaml),
+                ("provenance.json", json.dumps({**provenance, "versions": library_versions()}, indent=2,
+                                               default=str)),
+                (RUN_MARKER, json.dumps({"format": 1, "started": _now(), "pid": os.getpid()})),
+            ):
+                atomic_write_text(self.run_dir / name, text)
+                written.append(self.run_dir / name)
+        except BaseException:
+            for path in written:
+                path.unlink(missing_ok=True)
+            raise
+
+    def is_started(self) -> bool:
+        """Whether the folder holds a run: its start marker ``run.json`` exists."""
+        return (self.run_dir / RUN_MARKER).is_file()
+
+    def require_started(self) -> None:
+        """Raise :class:`RecordError` (one line, what to do) unless the folder holds a started run."""
+        if not self.run_dir.is_dir():
+            raise RecordError(f"{self.run_dir} is not a latentopt run folder (no such folder)")
+        if not self.is_started():
             raise RecordError(
-                f"{self.run_dir} already holds a run; resume it with `latentopt-resume {self.run_dir}` "
-                "or choose another hydra.run.dir"
+                f"{self.run_dir} is not a latentopt run: no {RUN_MARKER} (written last when a run starts, so its "
+                f"start was interrupted or it is no run folder); start a new run in another folder "
+                f"or delete {self.run_dir}"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "config.yaml", config_yaml, overwrite=True)
-        atomic_write_text(
-            self.run_dir / "provenance.json",
-            json.dumps({**provenance, "versions": library_versions()}, indent=2, default=str),
-            overwrite=True,
-        )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run folder's lock (``run.lock``, ``fcntl.flock``): one writer at a time.
+
+        Raises:
+            RecordError: another process holds it (the message names its pid and since when).
+        """
+        path = self.run_dir / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RecordError(f"cannot lock {path}: {err.strerror or err}") from err
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                raise RecordError(f"run folder {self.run_dir} is in use by {_holder(fd)}; "
+                                  "wait for it to end, or stop it, and try again") from err
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "since": _now()}).encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def record_resume(self, *, from_generation: int, provenance: Mapping[str, Any]) -> None:
         """Note a resume (provenance of the resumed process) without touching earlier records."""
@@ -208,7 +206,7 @@ class RunWriter:
         atomic_write_text(path, previous + json.dumps(entry, default=str) + "\n", overwrite=True)
 
     def clean_temporary_files(self) -> None:
-        """Remove half-written temporaries left by a killed process."""
+        """Remove half-written temporaries left by a killed process (call it holding :meth:`lock`)."""
         for folder in (self.run_dir, self.generation_dir, self.image_dir):
             if folder.exists():
                 for tmp in folder.glob(".*.tmp"):
@@ -218,11 +216,19 @@ class RunWriter:
         return self.generation_dir / f"gen_{generation:05d}.npz"
 
     def completed_generations(self) -> int:
-        """Number of consecutive complete generation files from 0."""
-        count = 0
-        while self.generation_path(count).exists():
-            count += 1
-        return count
+        """Number of complete generation files (``gen_00000.npz`` ... without a gap).
+
+        Raises:
+            RecordError: a generation is missing while later ones exist (the message names it).
+        """
+        if not self.generation_dir.is_dir():
+            return 0
+        found = {int(m.group(1)) for f in self.generation_dir.iterdir() if (m := _GENERATION_FILE.fullmatch(f.name))}
+        missing = sorted(set(range(max(found, default=-1) + 1)) - found)
+        if missing:
+            raise RecordError(f"{self.generation_path(missing[0])} is missing but generation {max(found)} exists: "
+                              "the run folder is damaged (generations are written in order and never deleted)")
+        return len(found)
 
     def write_generation(
         self,
@@ -323,26 +329,106 @@ class RunRecord:
         return load_generation(self.path, index)["threads"][name]["state"]
 
 
-def load_generation(run_dir: Path | str, generation: int) -> dict[str, Any]:
-    """One generation's record as a nested dict."""
+def load_generation(run_dir: Path | str, generation: int, *, skip_state: bool = False) -> dict[str, Any]:
+    """One generation's record as a nested dict (``skip_state``: without the optimizer states).
+
+    Raises:
+        RecordError: the file is missing or damaged (the message names it).
+    """
     path = Path(run_dir) / GENERATION_DIR / f"gen_{generation:05d}.npz"
     if not path.exists():
         raise RecordError(f"{path}: no such generation")
-    return load_tree(path)
+    return load_tree(path, skip_state=skip_state)
+
+
+def _read_run_files(run_dir: Path) -> tuple[str, dict[str, Any]]:
+    """``config.yaml`` text and ``provenance.json`` of a started run."""
+    if not (run_dir / "config.yaml").exists():
+        raise RecordError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
+    RunWriter(run_dir).require_started()
+    texts = {}
+    for name in ("config.yaml", "provenance.json", RUN_MARKER):
+        path = run_dir / name
+        try:
+            texts[name] = path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise RecordError(f"{path} cannot be read: {' '.join(str(err).split())}") from err
+    for name in ("provenance.json", RUN_MARKER):
+        try:
+            value = json.loads(texts[name])
+        except ValueError as err:
+            raise RecordError(f"{run_dir / name} is damaged (not JSON: {err})") from err
+        if not isinstance(value, dict):
+            raise RecordError(f"{run_dir / name} is damaged (not a JSON object)")
+        if name == "provenance.json":
+            provenance = value
+    return texts["config.yaml"], provenance
+
+
+@dataclass
+class _Generation:
+    """What :func:`load_run` keeps of one generation file."""
+
+    block: dict[str, np.ndarray]
+    threads: dict[str, dict[str, np.ndarray]]
+    timings: dict[str, float]
+    subject: dict[str, Any]
+
+
+def _read_generation(run_dir: Path, generation: int, names: list[str] | None) -> tuple[_Generation, list[str]]:
+    """One generation, checked: the keys load_run needs, with consistent lengths; names its file if not."""
+    path = Path(run_dir) / GENERATION_DIR / f"gen_{generation:05d}.npz"
+    tree = load_generation(run_dir, generation, skip_state=True)
+    try:
+        thread_names = [str(n) for n in tree["meta"]["thread_names"]]
+        if names is not None and thread_names != names:
+            raise ValueError(f"thread names {thread_names} differ from generation 0's {names}")
+        block = {k: np.asarray(tree["block"][k]) for k in ("image_ids", "thread", "responses")}
+        n = len(block["image_ids"])
+        if block["thread"].shape != (n,) or len(block["responses"]) != n:
+            raise ValueError("block image_ids, thread and responses differ in length")
+        threads = {}
+        for name in thread_names:
+            node = tree["threads"][name]
+            threads[name] = {k: np.asarray(node[k]) for k in ("codes", "scores", "reference_scores")}
+        timings = {str(k): float(v) for k, v in tree["meta"]["timings"].items()}
+        subject = tree.get("subject", {})
+        if not isinstance(subject, dict):
+            raise ValueError("subject is not a dict")
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        reason = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
+        raise RecordError(f"{path} is damaged or not a latentopt generation: {reason}") from err
+    return _Generation(block, threads, timings, subject), thread_names
 
 
 def load_run(path: Path | str) -> RunRecord:
-    """Read a run folder into per-generation arrays (see :class:`RunRecord`)."""
+    """Read a run folder into per-generation arrays (see :class:`RunRecord`).
+
+    Optimizer states are not read (:meth:`RunRecord.optimizer_state` reads one on demand).
+
+    Raises:
+        RecordError: the folder is no started run, or a file is missing or damaged (the message names it).
+    """
     run_dir = Path(path)
-    if not (run_dir / "config.yaml").exists():
-        raise RecordError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
-    provenance = json.loads((run_dir / "provenance.json").read_text())
+    config, provenance = _read_run_files(run_dir)
     count = RunWriter(run_dir).completed_generations()
-    gens = [load_generation(run_dir, g) for g in range(count)]
-    threads: dict[str, ThreadRecord] = {}
+    gens: list[_Generation] = []
+    names: list[str] | None = None
+    for g in range(count):
+        generation, names = _read_generation(run_dir, g, names)
+        gens.append(generation)
+    try:
+        return _assemble(run_dir, config, provenance, gens, names or [])
+    except (ValueError, IndexError) as err:  # shapes that differ between generations
+        raise RecordError(f"{run_dir}: generations do not fit together: {' '.join(str(err).split())}") from err
+
+
+def _assemble(run_dir: Path, config: str, provenance: dict[str, Any], gens: list[_Generation],
+              names: list[str]) -> RunRecord:
+    count = len(gens)
     reference_ids: list[str] = []
     for g in gens:  # references may be shown only in some blocks
-        ids = [str(i) for i in g["block"]["image_ids"][g["block"]["thread"] == -1]]
+        ids = [str(i) for i in g.block["image_ids"][g.block["thread"] == -1]]
         if ids:
             reference_ids = ids
             break
@@ -354,21 +440,21 @@ def load_run(path: Path | str) -> RunRecord:
                 out[k] = v
         return out
 
+    threads: dict[str, ThreadRecord] = {}
     reference_responses = np.zeros((count, 0))
     if gens:
-        blocks = [g["block"] for g in gens]
+        blocks = [g.block for g in gens]
         trailing = tuple(blocks[0]["responses"].shape[1:])
-        for index, name in enumerate(gens[0]["meta"]["thread_names"]):
+        for index, name in enumerate(names):
             sel = [b["thread"] == index for b in blocks]
             threads[name] = ThreadRecord(
-                codes=np.stack([g["threads"][name]["codes"] for g in gens]),
-                scores=np.stack([g["threads"][name]["scores"] for g in gens]),
+                codes=np.stack([g.threads[name]["codes"] for g in gens]),
+                scores=np.stack([g.threads[name]["scores"] for g in gens]),
                 responses=np.stack([b["responses"][s] for b, s in zip(blocks, sel, strict=True)]),
                 image_ids=np.stack([b["image_ids"][s] for b, s in zip(blocks, sel, strict=True)]),
-                reference_scores=by_reference([g["threads"][name]["reference_scores"] for g in gens], ()),
+                reference_scores=by_reference([g.threads[name]["reference_scores"] for g in gens], ()),
             )
         reference_responses = by_reference([b["responses"][b["thread"] == -1] for b in blocks], trailing)
-    timings = {key: np.array([g["meta"]["timings"][key] for g in gens]) for key in
-               (gens[0]["meta"]["timings"] if gens else {})}
-    return RunRecord(run_dir, (run_dir / "config.yaml").read_text(), provenance, threads,
-                     reference_ids, reference_responses, timings, [g.get("subject", {}) for g in gens])
+    timings = {key: np.array([g.timings.get(key, np.nan) for g in gens]) for key in (gens[0].timings if gens else {})}
+    return RunRecord(run_dir, config, provenance, threads, reference_ids, reference_responses, timings,
+                     [g.subject for g in gens])

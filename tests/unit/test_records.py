@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentopt.records import RecordError, RunWriter, atomic_write_text, load_tree, tree_to_npz_bytes
+from latentopt.records import (
+    RecordError,
+    RunWriter,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_run,
+    load_tree,
+    tree_to_npz_bytes,
+)
 
 
 def test_tree_round_trip_keeps_types(tmp_path):
@@ -56,3 +64,129 @@ def test_writer_refuses_a_folder_holding_a_run(tmp_path):
     with pytest.raises(RecordError, match="never overwritten"):
         writer.write_generation(0, {"meta": {"generation": 0}})
     assert writer.completed_generations() == 1
+
+
+def _fail_after(monkeypatch, nbytes: int) -> list[int]:
+    """Make ``os.write`` write ``nbytes`` in all, then fail as a full disk does."""
+    import errno
+    import os
+
+    real, written = os.write, [0]
+
+    def write(fd, data):
+        if written[0] >= nbytes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = real(fd, bytes(data)[: nbytes - written[0]])
+        written[0] += n
+        return n
+
+    monkeypatch.setattr(os, "write", write)
+    return written
+
+
+def test_write_failing_halfway_leaves_no_file_and_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "generations" / "gen_00000.npz"
+    written = _fail_after(monkeypatch, 1000)
+    with pytest.raises(RecordError) as info:
+        atomic_write_bytes(path, b"x" * 5000)
+    monkeypatch.undo()
+    assert written[0] == 1000  # half the data did reach the disk: under a temporary name
+    assert not path.exists()
+    assert not list(path.parent.iterdir())
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and "No space left" in message
+
+
+def test_interrupted_overwrite_keeps_the_whole_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "summary.json"
+    atomic_write_text(path, "old and complete")
+    _fail_after(monkeypatch, 3)
+    with pytest.raises(RecordError, match=r"summary\.json"):
+        atomic_write_text(path, "new text that never fully arrives", overwrite=True)
+    monkeypatch.undo()
+    assert path.read_text() == "old and complete"
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_final_rename_never_replaces_a_file_another_writer_made(tmp_path, monkeypatch):
+    """The exists-check and the rename are not one step: a writer that slips in between must win."""
+    from latentopt import record_files
+
+    path = tmp_path / "gen_00003.npz"
+    real = record_files._write_temporary
+
+    def racing(target, data):
+        tmp = real(target, data)
+        target.write_bytes(b"the other writer's generation")
+        return tmp
+
+    monkeypatch.setattr(record_files, "_write_temporary", racing)
+    with pytest.raises(RecordError, match="never overwritten"):
+        atomic_write_bytes(path, b"mine")
+    assert path.read_bytes() == b"the other writer's generation"
+    assert [p.name for p in tmp_path.iterdir()] == ["gen_00003.npz"]
+
+
+def test_start_writes_the_marker_last_and_undoes_a_failed_start(tmp_path, monkeypatch):
+    from latentopt import records
+
+    real = records.atomic_write_text
+
+    def failing(path, text, **kwargs):
+        if path.name == records.RUN_MARKER:
+            raise RecordError(f"cannot write {path}: No space left on device")
+        real(path, text, **kwargs)
+
+    monkeypatch.setattr(records, "atomic_write_text", failing)
+    with pytest.raises(RecordError, match=r"run\.json"):
+        RunWriter(tmp_path).start(config_yaml="a: 1\n", provenance={})
+    monkeypatch.undo()
+    assert not list(tmp_path.iterdir())
+    writer = RunWriter(tmp_path)
+    writer.start(config_yaml="a: 1\n", provenance={})
+    assert writer.is_started()
+
+
+def test_a_folder_without_marker_is_no_run(tmp_path):
+    """A kill between config.yaml and the marker: not a run for the reader, and no new run writes into it."""
+    (tmp_path / "config.yaml").write_text("a: 1\n")
+    (tmp_path / "provenance.json").write_text("{}")
+    with pytest.raises(RecordError, match=r"no run\.json"):
+        load_run(tmp_path)
+    with pytest.raises(RecordError, match=r"no run\.json"):
+        RunWriter(tmp_path).require_started()
+    with pytest.raises(RecordError, match=r"another hydra\.run\.dir"):
+        RunWriter(tmp_path).start(config_yaml="b: 2\n", provenance={})
+    assert (tmp_path / "config.yaml").read_text() == "a: 1\n"
+
+
+def test_a_gap_in_generations_names_the_missing_file(tmp_path):
+    writer = RunWriter(tmp_path)
+    writer.start(config_yaml="a: 1\n", provenance={})
+    for g in (0, 1, 2, 4, 5):
+        writer.write_generation(g, {"meta": {"generation": g}})
+    with pytest.raises(RecordError, match=r"gen_00003\.npz is missing"):
+        writer.completed_generations()
+    with pytest.raises(RecordError, match=r"gen_00003\.npz is missing"):
+        load_run(tmp_path)
+
+
+def test_lock_admits_one_writer_and_names_the_holder(tmp_path):
+    import os
+
+    writer = RunWriter(tmp_path)
+    with writer.lock():
+        with pytest.raises(RecordError, match=rf"in use by process {os.getpid()} since \d{{4}}-") as info:
+            with RunWriter(tmp_path).lock():
+                pass
+        assert "\n" not in str(info.value)
+    with RunWriter(tmp_path).lock():  # released when the holder is done
+        pass
+
+
+def test_load_tree_can_leave_optimizer_states_out(tmp_path):
+    path = tmp_path / "gen.npz"
+    path.write_bytes(tree_to_npz_bytes({"threads": {"main": {"scores": np.ones(3), "state": {"m": np.ones(9)}}}}))
+    assert "state" in load_tree(path)["threads"]["main"]
+    light = load_tree(path, skip_state=True)
+    assert "state" not in light["threads"]["main"] and light["threads"]["main"]["scores"].tolist() == [1, 1, 1]
