@@ -103,6 +103,9 @@ def validate_run_config(cfg: DictConfig) -> None:
     device = cfg.get("device", "auto")
     if not isinstance(device, str):
         raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
+    from latentopt.runtime import resolve_device
+
+    resolve_device(device)  # here, before a resume takes the run folder's lock
     exp = cfg.get("experiment")
     if not isinstance(exp, DictConfig):
         raise ConfigError("experiment: the config needs an experiment group")

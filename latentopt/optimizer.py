@@ -144,17 +144,36 @@ class Optimizer(ABC):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict`."""
-        self.generation = int(state["generation"])
-        self.evaluations = int(state["evaluations"])
-        self.nan_scores = int(state["nan_scores"])
-        set_rng_state(self.rng, state["rng"])
-        pending = state.get("pending")
-        self._pending = None if pending is None else np.asarray(pending, dtype=np.float32)
-        best = state.get("best") or {}
-        self._best_code = np.asarray(best["code"], np.float32).copy() if best else None
-        self._best_score = float(best["score"]) if best else float("nan")
-        self._load_state_dict(state["impl"])
+        """Restore a state from :meth:`state_dict`.
+
+        Every field is checked before anything changes; a missing or malformed one (a damaged or foreign
+        record) raises :class:`OptimizerError` naming it, and the optimizer is left as it was.
+        """
+        try:
+            counts = {key: _count(state[key], key) for key in ("generation", "evaluations", "nan_scores")}
+            rng = np.random.default_rng()
+            set_rng_state(rng, state["rng"])
+            pending = state.get("pending")
+            pending = None if pending is None else _codes(pending, "pending", self.dim)
+            best = state.get("best") or {}
+            best_code = _codes(best["code"], "best.code", self.dim, ndim=1).copy() if best else None
+            best_score = float(best["score"]) if best else float("nan")
+            impl = state["impl"]
+        except KeyError as err:
+            raise OptimizerError(f"optimizer state has no field {err}") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise OptimizerError(f"optimizer state is malformed: {' '.join(str(err).split())}") from err
+        try:
+            self._load_state_dict(impl)  # first: a refused implementation state leaves the counters as they were
+        except KeyError as err:
+            raise OptimizerError(f"optimizer state of {type(self).__name__} has no field {err}") from err
+        except (TypeError, ValueError) as err:
+            raise OptimizerError(f"optimizer state of {type(self).__name__} is malformed: "
+                                 f"{' '.join(str(err).split())}") from err
+        self.generation, self.evaluations, self.nan_scores = (counts["generation"], counts["evaluations"],
+                                                             counts["nan_scores"])
+        self.rng.bit_generator.state = rng.bit_generator.state
+        self._pending, self._best_code, self._best_score = pending, best_code, best_score
 
     def describe(self) -> dict[str, Any]:
         """Resolved settings, recorded with every run and benchmark."""
@@ -187,6 +206,22 @@ class Optimizer(ABC):
 
     @abstractmethod
     def _load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _count(value: Any, key: str) -> int:
+    """A non-negative integer field of a recorded state."""
+    number = int(value)
+    if isinstance(value, bool) or number != value or number < 0:
+        raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+    return number
+
+
+def _codes(value: Any, key: str, dim: int, *, ndim: int = 2) -> np.ndarray:
+    """Recorded codes ``(n, dim)`` (or one code ``(dim,)`` with ``ndim=1``) as float32; refuses other shapes."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu" or array.ndim != ndim or array.shape[-1] != dim:
+        raise ValueError(f"{key} must be numeric codes of dimension {dim}, got {array.dtype} {array.shape}")
+    return array.astype(np.float32)
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
