@@ -162,10 +162,23 @@ class RunWriter:
         """Whether the folder holds a run: its start marker ``run.json`` exists."""
         return (self.run_dir / RUN_MARKER).is_file()
 
+    def is_legacy(self) -> bool:
+        """A folder of a latentopt that wrote no start marker: ``provenance.json`` and a generation, no marker.
+
+        Both start files and a generation mean its start completed; :func:`load_run` reads it, resume refuses.
+        """
+        return (not self.is_started() and (self.run_dir / "provenance.json").is_file()
+                and self.generation_path(0).is_file())
+
     def require_started(self) -> None:
         """Raise :class:`RecordError` (one line, what to do) unless the folder holds a started run."""
         if not self.run_dir.is_dir():
             raise RecordError(f"{self.run_dir} is not a latentopt run folder (no such folder)")
+        if self.is_legacy():
+            raise RecordError(
+                f"{self.run_dir} was recorded by a latentopt that wrote no start marker ({RUN_MARKER}): "
+                f"latentopt.load_run reads it, but it cannot be resumed; start a new run in another folder"
+            )
         if not self.is_started():
             raise RecordError(
                 f"{self.run_dir} is not a latentopt run: no {RUN_MARKER} (written last when a run starts, so its "
@@ -345,15 +358,20 @@ def _read_run_files(run_dir: Path) -> tuple[str, dict[str, Any]]:
     """``config.yaml`` text and ``provenance.json`` of a started run."""
     if not (run_dir / "config.yaml").exists():
         raise RecordError(f"{run_dir} is not a latentopt run folder (no config.yaml)")
-    RunWriter(run_dir).require_started()
+    writer = RunWriter(run_dir)
+    # A folder from a latentopt that wrote no start marker, with both start files and a generation, was
+    # started completely: it is read (not resumed), so a lab's earlier sessions stay readable.
+    legacy = writer.is_legacy()
+    if not legacy:
+        writer.require_started()
     texts = {}
-    for name in ("config.yaml", "provenance.json", RUN_MARKER):
+    for name in ("config.yaml", "provenance.json") + (() if legacy else (RUN_MARKER,)):
         path = run_dir / name
         try:
             texts[name] = path.read_text()
         except (OSError, UnicodeDecodeError) as err:
             raise RecordError(f"{path} cannot be read: {' '.join(str(err).split())}") from err
-    for name in ("provenance.json", RUN_MARKER):
+    for name in ("provenance.json",) + (() if legacy else (RUN_MARKER,)):
         try:
             value = json.loads(texts[name])
         except ValueError as err:

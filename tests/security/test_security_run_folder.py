@@ -53,6 +53,12 @@ def _no_marker(run: Path) -> str:
     return "run.json"
 
 
+def _interrupted_start(run: Path) -> str:  # killed after config.yaml: no provenance, no marker
+    (run / "run.json").unlink()
+    (run / "provenance.json").unlink()
+    return "run.json"
+
+
 def _gap(run: Path) -> str:
     _gen(run, 1).unlink()
     return "gen_00001.npz is missing"
@@ -136,7 +142,8 @@ def _npz_other_threads(run: Path) -> str:
     return "gen_00002.npz is damaged"
 
 
-DAMAGE = [_no_marker, _gap, _first_missing, _no_provenance, _garbage_provenance, _list_provenance, _garbage_marker,
+DAMAGE = [_interrupted_start, _gap, _first_missing, _no_provenance, _garbage_provenance, _list_provenance,
+          _garbage_marker,
           _truncated_npz, _npz_wrong_keys, _npz_without_meta, _npz_bad_meta, _npz_meta_not_json, _npz_pickle,
           _npz_other_shape, _npz_other_threads]
 
@@ -161,9 +168,22 @@ def test_resume_of_a_damaged_folder_is_one_line_and_writes_nothing(run, damage):
 
 
 def test_resume_without_marker_says_what_to_do(run):
-    _no_marker(run)
+    _interrupted_start(run)
     line = _one_line(run_cli([str(run)], entry="resume_main", check=False))
     assert "not a latentopt run" in line and "another folder" in line
+
+
+def test_a_run_recorded_before_start_markers_is_read_but_not_resumed(run):
+    """Folders of a latentopt that wrote no run.json (config, provenance, generations): still readable."""
+    complete = load_run(run)
+    _no_marker(run)
+    legacy = load_run(run)
+    assert legacy.generations == complete.generations
+    np.testing.assert_array_equal(legacy.scores, complete.scores)
+    before = _snapshot(run)
+    line = _one_line(run_cli([str(run), "experiment.generations=6"], entry="resume_main", check=False))
+    assert "wrote no start marker" in line and "cannot be resumed" in line, line
+    assert _snapshot(run) == before
 
 
 # ---------------------------------------------------------------------------- reusing a folder
