@@ -14,8 +14,8 @@ class ConfigError(ValueError):
     """A configuration value is unusable; the message names the key."""
 
 
-def finite_number(value: Any, key: str, *, minimum: float | None = None, strict: bool = True) -> float:
-    """``value`` as a finite float, above ``minimum`` (``>`` when ``strict``, else ``>=``).
+def finite_number(value: Any, key: str, *, minimum: float | None = None, inclusive: bool = False) -> float:
+    """``value`` as a finite float, above ``minimum`` (``>``; ``>=`` when ``inclusive``).
 
     Raises:
         ConfigError: naming ``key`` when the value is not a number, NaN, infinite or too small.
@@ -29,8 +29,8 @@ def finite_number(value: Any, key: str, *, minimum: float | None = None, strict:
         number = float(value)
     if not math.isfinite(number):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
-    if minimum is not None and (number <= minimum if strict else number < minimum):
-        raise ConfigError(f"{key} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+    if minimum is not None and (number < minimum if inclusive else number <= minimum):
+        raise ConfigError(f"{key} must be {'>=' if inclusive else '>'} {minimum:g}, got {value!r}")
     return number
 
 

@@ -52,7 +52,7 @@ class FourierGenerator(Generator):
     ) -> None:
         image_side(image_size)
         integer(max_frequency, "generator.max_frequency", minimum=1, maximum=image_size // 2 - 1)
-        finite_number(decay, "generator.decay", minimum=0.0, strict=False)
+        finite_number(decay, "generator.decay", minimum=0.0, inclusive=True)
         self.image_size = (image_size, image_size)
         self.max_frequency = max_frequency
         self.init_scale = finite_number(init_scale, "generator.init_scale", minimum=0.0)

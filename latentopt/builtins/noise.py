@@ -28,7 +28,7 @@ class NoiseModel:
     def __post_init__(self) -> None:
         if self.kind not in NOISE_KINDS:
             raise ConfigError(f"subject.noise.kind must be one of {NOISE_KINDS}, got {self.kind!r}")
-        finite_number(self.level, "subject.noise.level", minimum=0.0, strict=False)
+        finite_number(self.level, "subject.noise.level", minimum=0.0, inclusive=True)
         finite_number(self.gain, "subject.noise.gain", minimum=0.0)
 
     def apply(self, responses: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -54,6 +54,6 @@ def make_noise(noise: dict | NoiseModel | None) -> NoiseModel:
         raise ConfigError(f"subject.noise: unknown key(s) {sorted(unknown)}; use kind, level, gain")
     return NoiseModel(
         kind=str(noise.get("kind", "none")),
-        level=finite_number(noise.get("level", 0.0), "subject.noise.level", minimum=0.0, strict=False),
+        level=finite_number(noise.get("level", 0.0), "subject.noise.level", minimum=0.0, inclusive=True),
         gain=finite_number(noise.get("gain", 1.0), "subject.noise.gain", minimum=0.0),
     )

@@ -69,7 +69,7 @@ class GeneticAlgorithm(Optimizer):
             if not 0.0 <= finite_number(value, f"optimizer.{key}") <= 1.0:
                 raise ConfigError(f"optimizer.{key} must be in [0, 1], got {value}")
         finite_number(temperature_factor, "optimizer.temperature_factor", minimum=0.0)
-        finite_number(mutation_size, "optimizer.mutation_size", minimum=0.0, strict=False)
+        finite_number(mutation_size, "optimizer.mutation_size", minimum=0.0, inclusive=True)
         if score_clip_percentile is not None and not 0 <= finite_number(
                 score_clip_percentile, "optimizer.score_clip_percentile") <= 100:
             raise ConfigError(f"optimizer.score_clip_percentile must be in [0, 100], got {score_clip_percentile}")

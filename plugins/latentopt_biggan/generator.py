@@ -81,7 +81,7 @@ class BigGANGenerator(Generator):
         resolution = loading.check_model_name(model)
         if not 0.0 < finite_number(truncation, "generator.truncation") <= 1.0:
             raise ConfigError(f"generator.truncation must be in (0, 1], got {truncation}")
-        finite_number(noise_scale, "generator.noise_scale", minimum=0.0, strict=False)
+        finite_number(noise_scale, "generator.noise_scale", minimum=0.0, inclusive=True)
         if tail_batch_size is None:
             tail_batch_size = TAIL_BATCH_SIZES[resolution]
         integer(batch_size, "generator.batch_size", minimum=1)
