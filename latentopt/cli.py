@@ -83,14 +83,6 @@ def thread_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
     return specs
 
 
-def _positive_int(value: Any, key: str, *, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-    return value
-
-
 def validate_run_config(cfg: DictConfig) -> None:
     """Check the run-level keys and every component's numbers before anything runs or is written.
 
@@ -146,8 +138,8 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
         raise ConfigError(str(err)) from err
     seed = int(cfg.get("seed", 0))
     exp = cfg.experiment
-    generations = _positive_int(exp.get("generations"), "experiment.generations")
-    budget = _positive_int(exp.get("budget"), "experiment.budget", allow_none=True)
+    generations = int(exp.generations)  # both checked by validate_run_config
+    budget = None if exp.get("budget") is None else int(exp.budget)
     specs = thread_specs(cfg)
     single = len(specs) == 1 and not exp.get("threads")
     built: list[Any] = []
@@ -190,7 +182,7 @@ def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any
         raise ConfigError(str(err)) from err
     try:
         return Evolution(
-            threads, subject, seed=seed, generations=generations or 1, budget=budget,
+            threads, subject, seed=seed, generations=generations, budget=budget,
             references=references, reference_every=int(exp.get("reference_every", 1)),
             recorder=recorder, on_generation=on_generation,
         )
@@ -465,13 +457,14 @@ def main() -> None:
 def resume_main(argv: list[str] | None = None) -> None:
     """Console script ``latentopt-resume RUN_DIR [key=value ...]``."""
     maybe_reexec_with_tcmalloc()
+    from latentopt.resume_policy import RESUMABLE_KEYS, RIG_RESUMABLE_KEYS
+
     parser = argparse.ArgumentParser(
         prog="latentopt-resume",
         description="Continue a killed or finished run in its own folder. Overrides such as "
         "experiment.generations=60 extend it; nothing already recorded is rewritten. Only "
-        "experiment.generations, experiment.budget, progress, device (and a rig subject's timeout_s, "
-        "on_timeout, poll_s, settle_s, corrupt_after_s, message_every_s, exchange) may change; each change is "
-        "recorded in resumes.jsonl.",
+        f"{', '.join(RESUMABLE_KEYS)} (and a rig subject's {', '.join(RIG_RESUMABLE_KEYS)}) may change; "
+        "each change is recorded in resumes.jsonl.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
