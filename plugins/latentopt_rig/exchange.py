@@ -158,6 +158,14 @@ def _sha256_file(path: Path) -> str | None:
         return None
 
 
+def _changed_image(folder: Path, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The first manifest entry whose image file in ``folder`` is missing or differs from its ``sha256``."""
+    for entry in entries:
+        if _sha256_file(folder / str(entry.get("file"))) != entry.get("sha256"):
+            return entry
+    return None
+
+
 def _check_adopted(path: Path, existing: dict[str, Any], expected: dict[str, Any], hashes: list[str]) -> None:
     """Refuse a manifest already in the folder unless it is this very block of this session, untampered."""
     where = f"{path} (in the exchange folder)"
@@ -173,9 +181,10 @@ def _check_adopted(path: Path, existing: dict[str, Any], expected: dict[str, Any
         if entry.get("sha256") != digest:
             raise RigProtocolError(f"{where}: sha256 of {entry.get('image_id')} differs from the image this run "
                                    "makes (tampered manifest?); resume on a new exchange folder.")
-        if _sha256_file(path.parent / str(entry.get("file"))) != digest:
-            raise RigProtocolError(f"{where}: image file {entry.get('file')} does not match its sha256 "
-                                   "(tampered or missing); resume on a new exchange folder.")
+    changed = _changed_image(path.parent, entries)
+    if changed is not None:
+        raise RigProtocolError(f"{where}: image file {changed.get('file')} does not match its sha256 "
+                               "(tampered or missing); resume on a new exchange folder.")
 
 
 def write_block(
@@ -243,10 +252,8 @@ def verify_block(folder: Path, manifest: dict[str, Any]) -> str | None:
         return f"{path.name} is missing or unreadable"
     if on_disk != manifest:
         return f"{path.name} was changed after latentopt wrote it"
-    for entry in manifest["images"]:
-        if _sha256_file(folder / entry["file"]) != entry["sha256"]:
-            return f"{entry['file']} does not match its sha256 in {path.name}"
-    return None
+    changed = _changed_image(folder, manifest["images"])
+    return None if changed is None else f"{changed['file']} does not match its sha256 in {path.name}"
 
 
 def read_manifest(path: Path, *, max_bytes: int = 4 << 20) -> dict[str, Any]:

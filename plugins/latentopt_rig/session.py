@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from latentopt.records import atomic_write_text
 from latentopt_rig.exchange import RigProtocolError, atomic_write
 
 SESSION_FORMAT = "latentopt-rig-session"
@@ -84,7 +85,7 @@ def save_run_session(run_dir: Path, session: str, exchange: Path) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     data = {"format": SESSION_FORMAT, "session": session, "exchange": str(exchange.resolve()),
             "created_at": time.time()}
-    atomic_write(run_dir / RUN_FILE, json.dumps(data, indent=1).encode())
+    atomic_write_text(run_dir / RUN_FILE, json.dumps(data, indent=1))  # the run folder's own writer
 
 
 def claim_folder(folder: Path, state: FolderState, session: str, run_dir: Path | None) -> None:
