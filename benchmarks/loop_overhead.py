@@ -17,8 +17,8 @@ import time
 
 from hydra import compose, initialize_config_module
 
+from latentopt.blocks import noise_rng
 from latentopt.cli import build_evolution
-from latentopt.experiment import noise_rng
 from latentopt.records import RunWriter, library_versions
 from latentopt.runtime import maybe_reexec_with_tcmalloc, runtime_info
 

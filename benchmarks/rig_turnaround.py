@@ -33,7 +33,8 @@ import numpy as np
 from latentopt_rig.subject import RigSubject
 
 from latentopt.builtins.objectives import SingleUnit
-from latentopt.experiment import Evolution, Thread
+from latentopt.experiment import Thread
+from latentopt.experiments.evolve import Evolution
 from latentopt.plugins import default_registry
 from latentopt.records import RunWriter, library_versions, load_generation
 from latentopt.runtime import maybe_reexec_with_tcmalloc, runtime_info

@@ -7,21 +7,16 @@ plain keyword arguments for the registered components.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from latentopt.checks import ConfigError, boolean, integer, non_finite_key
-from latentopt.runtime import maybe_reexec_with_tcmalloc, runtime_info
+from latentopt.checks import ConfigError
+from latentopt.runtime import maybe_reexec_with_tcmalloc
 
 CONFIG_MODULE = "latentopt.conf"
-MAX_GENERATIONS = 10**6
-MAX_BUDGET = 10**9
-MAX_SEED = 2**32 - 1
-MAX_POPULATION = 10**5
 
 __all__ = ["ConfigError", "build_evolution", "main", "plugins_main", "resume_main", "run_from_config"]
 
@@ -31,187 +26,35 @@ def _fail(message: str) -> None:
     raise SystemExit(2)
 
 
-def _kwargs(node: Any, key: str, *, drop: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
-    """``(name, kwargs)`` of a component config node such as ``cfg.generator``."""
-    if node is None or "name" not in node:
-        raise ConfigError(f"{key}: the config needs a 'name' key naming a registered component")
-    data = OmegaConf.to_container(node, resolve=True)
+def plain(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as a plain, resolved dict (what the library takes)."""
+    data = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(data, dict)
-    name = str(data.pop("name"))
-    for k in drop:
-        data.pop(k, None)
-    return name, {str(k): v for k, v in data.items()}
-
-
-THREAD_GROUPS = ("generator", "optimizer", "objective")
-_THREAD_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+    return {str(k): v for k, v in data.items()}
 
 
 def thread_specs(cfg: DictConfig) -> list[tuple[str, dict[str, Any]]]:
-    """The threads a config declares: ``[(name, {generator, optimizer, objective} config nodes)]``.
+    """:func:`latentopt.assembly.thread_specs` of a composed config."""
+    from latentopt.assembly import thread_specs as specs
 
-    ``experiment.threads`` maps thread names to nodes with any of ``generator``, ``optimizer``,
-    ``objective``. A node with a ``name`` key is used as given; one without is merged over the
-    top-level group (so ``{optimizer: {sigma0: 0.2}}`` changes one setting); a missing one is the
-    top-level group. Without ``experiment.threads``: one thread ``main`` from the top-level groups.
-    """
-    threads = cfg.experiment.get("threads") if "experiment" in cfg else None
-    if not threads:
-        return [("main", {group: cfg.get(group) for group in THREAD_GROUPS})]
-    if not isinstance(threads, DictConfig):
-        raise ConfigError("experiment.threads must map thread names to {generator, optimizer, objective}")
-    specs = []
-    for key, node in threads.items():
-        name = str(key)
-        if not _THREAD_NAME.match(name):
-            raise ConfigError(f"experiment.threads: thread name {name!r} must be 1-32 letters, digits, '_' or '-'")
-        node = node or OmegaConf.create({})
-        unknown = set(node.keys()) - set(THREAD_GROUPS)
-        if unknown:
-            raise ConfigError(f"experiment.threads.{name}: unknown key(s) {sorted(map(str, unknown))}; "
-                              f"use {', '.join(THREAD_GROUPS)}")
-        spec = {}
-        for group in THREAD_GROUPS:
-            own, base = node.get(group), cfg.get(group)
-            if own is None:
-                spec[group] = base
-            elif "name" in own or base is None:
-                spec[group] = own
-            else:
-                spec[group] = OmegaConf.merge(base, own)
-        specs.append((name, spec))
-    return specs
+    return specs(plain(cfg))
 
 
 def validate_run_config(cfg: DictConfig) -> None:
-    """Check the run-level keys and every component's numbers before anything runs or is written.
+    """Check the run-level keys (seed, progress, device, experiment.name, NaN anywhere) of a composed config."""
+    from latentopt.assembly import validate_run_keys
 
-    Raises:
-        ConfigError: one line naming the key (seed, experiment.*, progress, device, or the first NaN
-            or infinite number inside a component's config).
-    """
-    integer(cfg.get("seed", 0), "seed", minimum=0, maximum=MAX_SEED)
-    boolean(cfg.get("progress", True), "progress")
-    device = cfg.get("device", "auto")
-    if not isinstance(device, str):
-        raise ConfigError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
-    from latentopt.runtime import resolve_device
-
-    resolve_device(device)  # here, before a resume takes the run folder's lock
-    exp = cfg.get("experiment")
-    if not isinstance(exp, DictConfig):
-        raise ConfigError("experiment: the config needs an experiment group")
-    integer(exp.get("generations"), "experiment.generations", minimum=1, maximum=MAX_GENERATIONS)
-    if exp.get("budget") is not None:
-        integer(exp.get("budget"), "experiment.budget", minimum=1, maximum=MAX_BUDGET)
-    integer(exp.get("reference_every", 1), "experiment.reference_every", minimum=1, maximum=MAX_GENERATIONS)
-    if exp.get("references"):
-        from latentopt.references import check_reference_names
-
-        check_reference_names(OmegaConf.to_container(exp.references) if OmegaConf.is_config(exp.references)
-                              else exp.references)
-    for group in ("subject", *THREAD_GROUPS, "experiment"):
-        node = cfg.get(group)
-        if OmegaConf.is_config(node):
-            bad = non_finite_key(OmegaConf.to_container(node, resolve=True), group)
-            if bad:
-                raise ConfigError(f"{bad} must be a finite number, not NaN or infinity")
+    validate_run_keys(plain(cfg))
 
 
 def build_evolution(cfg: DictConfig, *, recorder: Any = None, on_generation: Any = None) -> Any:
-    """Build the Evolution a config describes (components come from the plugin registry).
+    """The experiment a composed config describes (:func:`latentopt.assembly.build_experiment`)."""
+    from latentopt.assembly import build_experiment
 
-    Thread ``k`` (in the order of :func:`thread_specs`) draws its initial codes and optimizer seed
-    from ``(seed, k)``; the first thread uses ``seed`` itself, as a single-thread run does.
-    """
-    import numpy as np
-
-    from latentopt.experiment import Evolution, Thread
-    from latentopt.plugins import PluginError, default_registry
-    from latentopt.references import load_references
-    from latentopt.weights import WeightsError
-
-    validate_run_config(cfg)
-    try:
-        registry = default_registry()
-    except PluginError as err:
-        raise ConfigError(str(err)) from err
-    seed = int(cfg.get("seed", 0))
-    exp = cfg.experiment
-    generations = int(exp.generations)  # both checked by validate_run_config
-    budget = None if exp.get("budget") is None else int(exp.budget)
-    specs = thread_specs(cfg)
-    single = len(specs) == 1 and not exp.get("threads")
-    built: list[Any] = []
-    generators: dict[str, Any] = {}  # threads with identical generator configs share one instance
-    threads = []
-    try:
-        name, kwargs = _kwargs(cfg.get("subject"), "subject")
-        subject = registry.build("subjects", name, **kwargs)
-        built.append(subject)
-        for k, (thread_name, spec) in enumerate(specs):
-            where = "" if single else f"experiment.threads.{thread_name}."
-            gen_name, gen_kwargs = _kwargs(spec["generator"], f"{where}generator")
-            key = repr((gen_name, sorted(gen_kwargs.items())))
-            if key not in generators:
-                generators[key] = registry.build("generators", gen_name, **gen_kwargs)
-                built.append(generators[key])
-            generator = generators[key]
-            obj_name, obj_kwargs = _kwargs(spec["objective"], f"{where}objective")
-            objective = registry.build("objectives", obj_name, **obj_kwargs)
-            objective.check_channels(subject.n_channels)
-            if spec["optimizer"] is None:
-                raise ConfigError(f"{where}optimizer: the config needs an optimizer")
-            population = integer(spec["optimizer"].get("population_size", 40), f"{where}optimizer.population_size",
-                                 minimum=1, maximum=MAX_POPULATION)
-            thread_seed = seed if k == 0 else int(np.random.SeedSequence([seed, k]).generate_state(1)[0])
-            rng = np.random.default_rng([seed, 1] if k == 0 else [seed, 1, k])
-            initial = generator.initial_codes(population, rng=rng)
-            opt_name, opt_kwargs = _kwargs(spec["optimizer"], f"{where}optimizer", drop=("population_size",))
-            optimizer = registry.build("optimizers", opt_name, initial, seed=thread_seed, **opt_kwargs)
-            threads.append(Thread(thread_name, generator, optimizer, objective))
-        references = None
-        if exp.get("references"):
-            sizes = [t.generator.image_size for t in threads]
-            references = load_references(list(exp.references), max(sizes))
-    # ValueError: components that predate latentopt.checks.ConfigError still raise it for a user's value.
-    # WeightsError: one line saying which file to get.
-    except (PluginError, ValueError, WeightsError) as err:
-        for component in built:
-            getattr(component, "close", lambda: None)()
-        raise ConfigError(str(err)) from err
-    try:
-        return Evolution(
-            threads, subject, seed=seed, generations=generations, budget=budget,
-            references=references, reference_every=int(exp.get("reference_every", 1)),
-            recorder=recorder, on_generation=on_generation,
-        )
-    except ValueError as err:  # e.g. a white-box optimizer with a subject that is not differentiable
-        for component in built:
-            getattr(component, "close", lambda: None)()
-        raise ConfigError(str(err)) from err
-
-
-def _progress(total: int, enabled: bool, initial: int = 0) -> tuple[Any, Any]:
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, initial=initial, unit="gen", disable=not enabled, dynamic_ncols=True)
-
-    def update(result: Any) -> None:
-        import numpy as np
-
-        scores = next(iter(result.thread_scores.values()))
-        if np.isfinite(scores).any():
-            bar.set_postfix(best=f"{np.nanmax(scores):.3g}", mean=f"{np.nanmean(scores):.3g}")
-        bar.update(1)
-
-    return bar, update
-
-
-def _operator_log(result: Any) -> None:
-    from latentopt.experiment import operator_line
-
-    print(operator_line(result), file=sys.stderr, flush=True)
+    experiment = build_experiment(plain(cfg))
+    experiment.recorder = recorder
+    experiment.on_block = on_generation
+    return experiment
 
 
 def _stopped(err: Exception, run_dir: Path | str) -> None:
@@ -221,107 +64,33 @@ def _stopped(err: Exception, run_dir: Path | str) -> None:
     raise SystemExit(3)
 
 
-def _resume_provenance(cfg: DictConfig, changes: dict[str, Any] | None) -> dict[str, Any]:
-    """What a resume records about its config: the changed keys and the effective config (YAML)."""
-    return {"changes": dict(changes or {}), "effective_config": OmegaConf.to_yaml(cfg)}
+def _best_score(summary: dict[str, Any]) -> float | None:
+    """The first thread's best score (None without a finite one, or for an experiment without threads)."""
+    threads: dict[str, dict[str, Any]] = summary.get("threads") or {}
+    first = next(iter(threads.values()), None)
+    return None if first is None else first.get("best_score")
 
 
-def _best_text(summary: dict[str, Any]) -> str:
-    """The first thread's best score for the closing line ("none" when every score was NaN)."""
-    best = next(iter(summary["threads"].values()))["best_score"]
-    return "none (no finite score)" if best is None else f"{best:.4g}"
+def _closing(summary: dict[str, Any]) -> str:
+    """The closing line's result: an experiment's own headline, else the first thread's best score."""
+    if summary.get("headline"):
+        return str(summary["headline"])
+    best = _best_score(summary)
+    return "best score: none (no finite score)" if best is None else f"best score: {best:.4g}"
 
 
 def run_from_config(cfg: DictConfig, run_dir: Path | str, *, resume: bool = False,
                     resume_changes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Run (or resume) the evolution a config describes into ``run_dir``; return the summary.
+    """Run (or resume) the experiment of a composed config into ``run_dir`` (:func:`latentopt.launch.run_experiment`).
 
-    The run folder's lock is held throughout: a second run or resume of the same folder is refused.
     ``resume_changes`` (``{key: {old, new}}``, from :func:`latentopt.resume_policy.apply_overrides`) is
     recorded in ``resumes.jsonl`` with the effective config.
-
-    Raises:
-        ConfigError: a value of the config is unusable (checked before anything is written).
-        RecordError: ``run_dir`` is not a started run (resume), already holds one (new run), is in use,
-            or a record could not be written (then the run is resumable).
     """
-    from latentopt.records import RecordError, RunWriter, occupied_message, run_folder_contents
+    from latentopt.launch import run_experiment
 
-    validate_run_config(cfg)  # before the seed is used and before anything is written
-    writer = RunWriter(run_dir)
-    if resume:
-        writer.require_started()
-    else:
-        found = run_folder_contents(run_dir)
-        if found:  # checked again by writer.start, under the lock
-            raise RecordError(occupied_message(run_dir, found))
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with writer.lock():
-        return _run_locked(cfg, writer, resume=resume, resume_changes=resume_changes)
-
-
-def _run_locked(cfg: DictConfig, writer: Any, *, resume: bool, resume_changes: dict[str, Any] | None) -> dict[str, Any]:
-    """:func:`run_from_config` with the run folder's lock held."""
-    import torch
-
-    from latentopt.records import RecordError, load_generation, load_run
-    from latentopt.report import write_report
-
-    run_dir = writer.run_dir
-    torch.manual_seed(int(cfg.get("seed", 0)))
-    start = load_run(run_dir).generations if resume else 0  # every record readable before anything is added
-    evolution = build_evolution(cfg, recorder=writer)
-    total = evolution.generations if evolution.budget is None else -(-evolution.budget // 40)
-    live = bool(getattr(evolution.subject, "live", False))
-    bar, update = _progress(total, bool(cfg.get("progress", True)) and not live, initial=start)
-    evolution.on_generation = _operator_log if live else update
-    first = evolution.threads[0]
-    provenance = {
-        "seed": cfg.get("seed", 0),
-        "generator": first.generator.provenance(),
-        "subject": evolution.subject.provenance(),
-        "objective": first.objective.describe(),
-        "optimizer": first.optimizer.describe(),
-        "threads": {t.name: {"generator": t.generator.provenance(), "objective": t.objective.describe(),
-                             "optimizer": t.optimizer.describe()} for t in evolution.threads},
-        "command": sys.argv,
-        "runtime": runtime_info(),
-    }
-    try:
-        if resume:
-            if start:  # before anything is added: a refused state leaves the folder as it was
-                _restore_states(evolution, load_generation(run_dir, start - 1), run_dir, start - 1)
-            writer.record_resume(from_generation=start, provenance={
-                **provenance, **_resume_provenance(cfg, resume_changes)})
-        else:
-            writer.start(config_yaml=OmegaConf.to_yaml(cfg), provenance=provenance)
-        try:
-            evolution.run(start_generation=start)
-        except RecordError as err:  # e.g. disk full: the generation in flight is lost, nothing else
-            raise RecordError(f"{err}; the run is resumable: latentopt-resume {run_dir}") from err
-    finally:
-        bar.close()
-        for component in {id(t.generator): t.generator for t in evolution.threads}.values():
-            component.close()
-        evolution.subject.close()
-    return write_report(run_dir)
-
-
-def _restore_states(evolution: Any, last: dict[str, Any], run_dir: Path, generation: int) -> None:
-    """Load each thread's optimizer state from the last recorded generation."""
-    from latentopt.optimizer import OptimizerError
-    from latentopt.records import RecordError
-
-    path = f"{run_dir}/generations/gen_{generation:05d}.npz"
-    for thread in evolution.threads:
-        try:
-            state = last["threads"][thread.name]["state"]
-        except (KeyError, TypeError) as err:
-            raise RecordError(f"{path} holds no optimizer state of thread {thread.name!r}") from err
-        try:
-            thread.optimizer.load_state_dict(state)
-        except OptimizerError as err:
-            raise OptimizerError(f"{path}, thread {thread.name}: {err}") from err
+    record = {"changes": dict(resume_changes or {}), "effective_config": OmegaConf.to_yaml(cfg)} if resume else None
+    return run_experiment(plain(cfg), run_dir, config_yaml=OmegaConf.to_yaml(cfg), resume=resume,
+                          resume_record=record)
 
 
 _PREFLIGHT_RUN_DIR: tuple[Path, bool] | None = None
@@ -349,8 +118,8 @@ def _task(cfg: DictConfig) -> float:
         if not RunWriter(run_dir).is_started():
             _fail(str(err))
         _stopped(err, run_dir)
-    best = next(iter(summary["threads"].values()))["best_score"]
-    print(f"run folder: {run_dir}  best score: {_best_text(summary)}")
+    best = _best_score(summary)
+    print(f"run folder: {run_dir}  {_closing(summary)}")
     return float("nan") if best is None else float(best)
 
 
@@ -485,7 +254,7 @@ def resume_main(argv: list[str] | None = None) -> None:
         _fail(str(err))
     except SubjectUnavailable as err:
         _stopped(err, args.run_dir)
-    print(f"run folder: {args.run_dir}  generations: {summary['generations']}  best score: {_best_text(summary)}")
+    print(f"run folder: {args.run_dir}  blocks: {summary['generations']}  {_closing(summary)}")
 
 
 def plugins_main(argv: list[str] | None = None) -> None:

@@ -1,33 +1,32 @@
-"""The evolution loop: codes -> images -> responses -> scores -> codes, one block per generation.
+"""The Experiment interface: what every experiment (evolution, manifold grid, ...) offers the runner.
 
-A block holds the images of every thread (each its own generator, optimizer and objective; one by
-default) and, optionally, natural reference images. The subject sees the whole block; each response
-goes back to the thread that made the image. The loop does no file I/O: it hands each finished
-generation to a recorder (``latentopt.records.RunWriter``).
+An experiment wires a subject to its images, shows them in blocks (:func:`latentopt.blocks.show_block`)
+and hands every finished block to a recorder (:class:`latentopt.records.RunWriter`); it does no file
+I/O of its own. The runner (:mod:`latentopt.launch`) gives every experiment the same run folder, start
+marker, lock, provenance, resume and report. Experiments are registered through the hook
+``latentopt_register_experiments`` and built from plain dicts by :mod:`latentopt.assembly`.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from latentopt.blocks import noise_rng as noise_rng
 from latentopt.generator import Generator
 from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer
-from latentopt.records import to_uint8_image
 from latentopt.subject import Subject
 
 
 class Recorder(Protocol):
-    def write_generation(self, generation: int, record: dict[str, Any],
-                         best_images: dict[str, np.ndarray] | None = None) -> None: ...
+    def write_generation(self, generation: int, record: Mapping[str, Any],
+                         best_images: Mapping[str, np.ndarray] | None = None) -> None: ...
 
 
 @dataclass
@@ -42,7 +41,11 @@ class Thread:
 
 @dataclass
 class GenerationResult:
-    """What one generation produced (also what is recorded)."""
+    """What one block produced (an evolution's generation; a fixed-design experiment's chunk).
+
+    ``thread_scores`` holds per part (thread, or a fixed design's name) the scores of its images;
+    ``reference_scores`` the same objective's scores of the natural references.
+    """
 
     generation: int
     image_ids: list[str]
@@ -63,7 +66,7 @@ def operator_line(result: GenerationResult) -> str:
     """One line per block for the operator at the rig.
 
     ``block 5 | shown 44/44 | main best 12.3 mean 8.1 | waited 3.2 s``: block number, images
-    shown / expected, each thread's best and mean score, and seconds spent in the subject (for a
+    shown / expected, each part's best and mean score, and seconds spent in the subject (for a
     rig: waiting for the response file).
     """
     parts = [f"block {result.generation}", f"shown {result.images_shown}/{len(result.image_ids)}"]
@@ -76,166 +79,85 @@ def operator_line(result: GenerationResult) -> str:
     return " | ".join(parts)
 
 
-def noise_rng(seed: int, generation: int) -> np.random.Generator:
-    """The subject's noise stream for one generation (resumed runs draw the same noise)."""
-    return np.random.default_rng([int(seed), int(generation), 7919])
+class Experiment(ABC):
+    """Base class of every experiment.
 
-
-class Evolution:
-    """Closed-loop evolution of images for a subject.
-
-    Args:
-        threads: the optimizer threads sharing each block.
-        subject: who responds to the images.
-        seed: seed of the subject's noise streams.
-        generations: number of generations (blocks) to run in all.
-        budget: alternatively, stop once the first thread has used this many evaluations.
-        references: ``(ids, images (r, 3, H, W))`` natural images shown in every
-            ``reference_every``-th block (and the first and last).
-        reference_every: period of the reference images in blocks.
-        recorder: receives every finished generation.
-        on_generation: called after every generation (progress display).
+    Attributes:
+        name: the registered name (``experiment.name``); set by the assembly.
+        subject: who responds.
+        seed: seed of the subject's noise streams (block ``b`` draws ``noise_rng(seed, b)``).
+        recorder: receives every finished block (set by the runner).
+        on_block: called after every block (progress bar, operator line).
     """
 
-    def __init__(
-        self,
-        threads: Sequence[Thread],
-        subject: Subject,
-        *,
-        seed: int = 0,
-        generations: int = 30,
-        budget: int | None = None,
-        references: tuple[list[str], torch.Tensor] | None = None,
-        reference_every: int = 1,
-        recorder: Recorder | None = None,
-        on_generation: Callable[[GenerationResult], None] | None = None,
-    ) -> None:
-        if not threads:
-            raise ValueError("an evolution needs at least one thread")
-        names = [t.name for t in threads]
-        if len(set(names)) != len(names):
-            raise ValueError(f"thread names must be unique, got {names}")
-        if generations < 1 and budget is None:
-            raise ValueError(f"experiment.generations must be >= 1, got {generations}")
-        if budget is not None and budget < 1:
-            raise ValueError(f"experiment.budget must be >= 1, got {budget}")
-        if reference_every < 1:
-            raise ValueError(f"experiment.reference_every must be >= 1, got {reference_every}")
-        self.threads = list(threads)
-        self.subject = subject
-        self.seed = int(seed)
-        self.generations = int(generations)
-        self.budget = budget
-        self.references = references or ([], torch.zeros(0, 3, 1, 1))
-        self.reference_every = int(reference_every)
-        self.recorder = recorder
-        self.on_generation = on_generation
-        self.block_size = max(t.generator.image_size for t in self.threads)
-        for thread in self.threads:
-            if thread.optimizer.needs_white_box:
-                thread.optimizer.attach_white_box(self._white_box(thread))
+    name: str = "experiment"
+    subject: Subject
+    seed: int = 0
+    recorder: Recorder | None = None
+    on_block: Callable[[GenerationResult], None] | None = None
 
-    def _white_box(self, thread: Thread) -> Callable[[torch.Tensor], torch.Tensor]:
-        """Noise-free, differentiable codes -> scores of one thread: the images it would show, fitted
-        to the block as in :meth:`step`, through the subject's ``respond_torch`` and the objective."""
-        generator, objective, subject = thread.generator, thread.objective, self.subject
-        if not (generator.differentiable and subject.differentiable):
-            raise ValueError(
-                f"optimizer {type(thread.optimizer).__name__} (thread {thread.name}) needs a differentiable "
-                f"generator and subject; {type(generator).__name__} differentiable={generator.differentiable}, "
-                f"{type(subject).__name__} differentiable={subject.differentiable}"
-            )
+    @abstractmethod
+    def total_blocks(self) -> int | None:
+        """Blocks the experiment will show in all (None: not known in advance, e.g. an evaluation budget)."""
 
-        def scores(codes: torch.Tensor) -> torch.Tensor:
-            return objective.score(subject.respond_torch(self._fit(generator.generate(codes))))
+    @abstractmethod
+    def finished(self, block: int) -> bool:
+        """Whether the experiment is done once ``block`` blocks are recorded."""
 
-        return scores
+    @abstractmethod
+    def step(self, block: int) -> GenerationResult:
+        """Show block ``block`` and hand its record to the recorder."""
 
-    def finished(self, generation: int) -> bool:
-        if self.budget is not None:
-            return self.threads[0].optimizer.evaluations >= self.budget
-        return generation >= self.generations
-
-    def _show_references(self, generation: int) -> bool:
-        last = self.budget is None and generation == self.generations - 1
-        return generation % self.reference_every == 0 or last
-
-    def _fit(self, images: torch.Tensor) -> torch.Tensor:
-        if tuple(images.shape[-2:]) == self.block_size:
-            return images
-        return F.interpolate(images.float(), size=self.block_size, mode="bilinear", antialias=True,
-                             align_corners=False)
-
-    def step(self, generation: int) -> GenerationResult:
-        """Run one generation: ask every thread, show the block, tell every thread, record."""
-        t0 = time.perf_counter()
-        codes, images, ids, owner = {}, [], [], []
-        for thread in self.threads:
-            codes[thread.name] = thread.optimizer.ask()
-        t_ask = time.perf_counter()
-        for index, thread in enumerate(self.threads):
-            batch = thread.generator.generate(codes[thread.name])
-            images.append(self._fit(batch).cpu())
-            ids += [f"g{generation:05d}_{thread.name}_{k:03d}" for k in range(batch.shape[0])]
-            owner += [index] * batch.shape[0]
-        ref_ids, ref_images = self.references
-        if ref_ids and self._show_references(generation):
-            images.append(self._fit(ref_images))
-            ids += list(ref_ids)
-            owner += [-1] * len(ref_ids)
-        block = torch.cat(images)
-        t_gen = time.perf_counter()
-        self.subject.start_block(generation)
-        responses = np.asarray(self.subject.respond(block, image_ids=ids, rng=noise_rng(self.seed, generation)))
-        if responses.shape[0] != len(ids):
-            raise RuntimeError(f"the subject returned {responses.shape[0]} responses for {len(ids)} images")
-        extras = self.subject.block_extras()
-        t_subject = time.perf_counter()
-        bins = self.subject.time_bins_ms
-        owner_arr = np.asarray(owner, dtype=np.int16)
-        scores, ref_scores, states, best_images = {}, {}, {}, {}
-        tell_s = 0.0
-        for index, thread in enumerate(self.threads):
-            mine = owner_arr == index
-            s = np.asarray(thread.objective.score(responses[mine], time_bins_ms=bins), dtype=np.float64)
-            scores[thread.name] = s
-            ref_scores[thread.name] = np.asarray(
-                thread.objective.score(responses[owner_arr == -1], time_bins_ms=bins), dtype=np.float64
-            ).reshape(-1)
-            t_tell = time.perf_counter()
-            thread.optimizer.tell(codes[thread.name], s)
-            tell_s += time.perf_counter() - t_tell
-            states[thread.name] = thread.optimizer.state_dict()
-            if np.isfinite(s).any():
-                best_images[thread.name] = to_uint8_image(block[np.flatnonzero(mine)[int(np.nanargmax(s))]])
-        # ask + tell only: scoring, state snapshots and writing are in total_s
-        timings = {"optimizer_s": (t_ask - t0) + tell_s, "generator_s": t_gen - t_ask, "subject_s": t_subject - t_gen}
-        result = GenerationResult(generation, ids, owner_arr, responses, scores, ref_scores, timings)
-        if self.recorder is not None:
-            record = {
-                "meta": {"generation": generation, "thread_names": [t.name for t in self.threads],
-                         "timings": timings, "time": time.time()},
-                "block": {"image_ids": np.asarray(ids), "thread": owner_arr, "responses": responses},
-                "threads": {t.name: {"codes": codes[t.name], "scores": scores[t.name],
-                                     "reference_scores": ref_scores[t.name], "state": states[t.name]}
-                            for t in self.threads},
-            }
-            if extras:
-                record["subject"] = extras
-            self.recorder.write_generation(generation, record, best_images)
-        result.timings["total_s"] = time.perf_counter() - t0
-        if self.on_generation is not None:
-            self.on_generation(result)
-        return result
-
-    def run(self, start_generation: int = 0) -> list[GenerationResult]:
-        """Run from ``start_generation`` until the generations or the budget are used up."""
-        results = []
-        generation = start_generation
+    def run(self, start_block: int = 0) -> list[GenerationResult]:
+        """Show blocks from ``start_block`` until :meth:`finished`."""
         run_dir = getattr(self.recorder, "run_dir", None)  # a RunWriter's folder
         if run_dir is not None:
             self.subject.bind_run(Path(run_dir))
-        while not self.finished(generation):
-            results.append(self.step(generation))
-            generation += 1
+        results = []
+        block = start_block
+        while not self.finished(block):
+            result = self.step(block)
+            results.append(result)
+            if self.on_block is not None:
+                self.on_block(result)
+            block += 1
         return results
+
+    def design(self) -> dict[str, Any] | None:
+        """A fixed design written once when the run starts (``design.npz``), or None. Default: None."""
+        return None
+
+    def restore(self, run_dir: Path, blocks_done: int) -> None:
+        """Resume: pick up where the recorded ``blocks_done`` blocks left off (e.g. optimizer states).
+
+        Raises :class:`~latentopt.records.RecordError` when the records cannot be continued. Default: nothing.
+        """
+
+    @abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """What ``provenance.json`` records about the experiment and its components."""
+
+    @abstractmethod
+    def report(self, run_dir: Path) -> dict[str, Any]:
+        """Write the end-of-run report into ``run_dir`` (figures, ``summary.json``); return the summary."""
+
+    def components(self) -> list[Any]:
+        """The generators and subject the experiment holds (closed by :meth:`close`)."""
+        return [self.subject]
+
+    def close(self) -> None:
+        """Release the components (forward hooks, files). Safe to call twice."""
+        seen: set[int] = set()
+        for component in self.components():
+            if id(component) not in seen:
+                seen.add(id(component))
+                getattr(component, "close", lambda: None)()
+
+
+def __getattr__(name: str) -> Any:
+    # latentopt.experiment.Evolution: where the evolution loop lived before experiments were plugins
+    if name == "Evolution":
+        from latentopt.experiments.evolve import Evolution
+
+        return Evolution
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -97,5 +97,9 @@ class Objective(ABC):
         any generation is shown. The default accepts any number.
         """
 
+    def provenance(self) -> dict[str, Any]:
+        """What a run records about this component (until the describe -> provenance rename lands)."""
+        return self.describe()
+
     def describe(self) -> dict[str, Any]:
         return {}

@@ -175,6 +175,10 @@ class Optimizer(ABC):
         self.rng.bit_generator.state = rng.bit_generator.state
         self._pending, self._best_code, self._best_score = pending, best_code, best_score
 
+    def provenance(self) -> dict[str, Any]:
+        """What a run records about this component (until the describe -> provenance rename lands)."""
+        return self.describe()
+
     def describe(self) -> dict[str, Any]:
         """Resolved settings, recorded with every run and benchmark."""
         return {"class": type(self).__name__, "dim": self.dim, "nan_policy": self.nan_policy}

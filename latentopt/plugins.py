@@ -7,6 +7,7 @@ distribution's entry point in the group ``latentopt``) implements any of:
 * ``latentopt_register_subjects(register)``
 * ``latentopt_register_objectives(register)``
 * ``latentopt_register_optimizers(register)``
+* ``latentopt_register_experiments(register)``
 * ``latentopt_register_config_searchpath(register)``
 
 Component hooks call ``register(name, factory)``; ``factory(**kwargs)`` builds the component from the
@@ -24,7 +25,7 @@ from typing import Any
 import pluggy
 
 PROJECT = "latentopt"
-GROUPS = ("generators", "subjects", "objectives", "optimizers")
+GROUPS = ("generators", "subjects", "objectives", "optimizers", "experiments")
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -35,6 +36,7 @@ DEFAULT_PLUGINS = (
     "latentopt.builtins.subjects",
     "latentopt.builtins.objectives",
     "latentopt.builtins.optimizers",
+    "latentopt.builtins.experiments",
 )
 
 
@@ -61,6 +63,11 @@ class HookSpecs:
     def latentopt_register_optimizers(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
         """Register optimizers: ``register(name, factory)``; ``factory(initial_codes, seed=..., **kw)``
         returns an ``Optimizer``."""
+
+    @hookspec
+    def latentopt_register_experiments(self, register: Callable[[str, Callable[..., Any]], None]) -> None:
+        """Register experiments: ``register(name, factory)``; ``factory(config, assembly)`` returns an
+        ``Experiment`` (``config``: the run's plain config; ``assembly``: a ``latentopt.assembly.Assembly``)."""
 
     @hookspec
     def latentopt_register_config_searchpath(self, register: Callable[[str], None]) -> None:

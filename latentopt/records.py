@@ -30,19 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import io
 import json
 import os
 import platform
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from latentopt.blocks import ShownBlock
 from latentopt.record_files import RecordError as RecordError
 from latentopt.record_files import atomic_write_bytes as atomic_write_bytes
 from latentopt.record_files import atomic_write_text as atomic_write_text
@@ -54,8 +58,10 @@ IMAGE_DIR = "images"
 RUN_MARKER = "run.json"
 """Written last when a run starts: a folder without it holds no run."""
 LOCK_FILE = "run.lock"
-RECORD_NAMES = (RUN_MARKER, "config.yaml", "provenance.json", GENERATION_DIR, IMAGE_DIR, "resumes.jsonl",
-                "summary.json", "trajectory.png", LOCK_FILE)
+DESIGN_FILE = "design.npz"
+"""A fixed-design experiment's design (e.g. a manifold's grid codes), written before the start marker."""
+RECORD_NAMES = (RUN_MARKER, "config.yaml", "provenance.json", DESIGN_FILE, GENERATION_DIR, IMAGE_DIR,
+                "resumes.jsonl", "summary.json", "trajectory.png", LOCK_FILE)
 """What latentopt writes into a run folder (besides ``montage_<thread>.png``)."""
 _GENERATION_FILE = re.compile(r"gen_(\d{5,})\.npz")
 
@@ -133,8 +139,14 @@ class RunWriter:
         self.generation_dir = self.run_dir / GENERATION_DIR
         self.image_dir = self.run_dir / IMAGE_DIR
 
-    def start(self, *, config_yaml: str, provenance: Mapping[str, Any]) -> None:
-        """Begin a new run: ``config.yaml``, ``provenance.json``, then the marker ``run.json`` last.
+    def start(self, *, config_yaml: str, provenance: Mapping[str, Any],
+              design: Mapping[str, Any] | None = None) -> None:
+        """Begin a new run: ``config.yaml``, ``provenance.json``, the design, then the marker ``run.json`` last.
+
+        Args:
+            config_yaml: the composed configuration.
+            provenance: what the run records about itself (components, seed, command, runtime).
+            design: a fixed-design experiment's design, a tree of arrays written to ``design.npz``.
 
         Raises:
             RecordError: the folder already holds latentopt files (a run, or an interrupted start);
@@ -151,6 +163,9 @@ class RunWriter:
                                                default=str)),
                 (RUN_MARKER, json.dumps({"format": 1, "started": _now(), "pid": os.getpid()})),
             ):
+                if name == RUN_MARKER and design is not None:
+                    atomic_write_bytes(self.run_dir / DESIGN_FILE, tree_to_npz_bytes(design))
+                    written.append(self.run_dir / DESIGN_FILE)
                 atomic_write_text(self.run_dir / name, text)
                 written.append(self.run_dir / name)
         except BaseException:
@@ -243,6 +258,11 @@ class RunWriter:
                               "the run folder is damaged (generations are written in order and never deleted)")
         return len(found)
 
+    def read_design(self) -> dict[str, Any]:
+        """The design written by :meth:`start` (``{}`` when the experiment has none)."""
+        path = self.run_dir / DESIGN_FILE
+        return load_tree(path) if path.exists() else {}
+
     def write_generation(
         self,
         generation: int,
@@ -261,14 +281,14 @@ class RunWriter:
     def write_png(self, name: str, image: np.ndarray) -> None:
         atomic_write_bytes(self.run_dir / name, _png_bytes(image), overwrite=True)
 
-    def write_figure(self, name: str, draw: Callable[[Any], None]) -> None:
-        """Draw with matplotlib (Agg) into ``name``."""
+    def write_figure(self, name: str, draw: Callable[[Any], None], *, size: tuple[float, float] = (7, 4)) -> None:
+        """Draw with matplotlib (Agg) into ``name`` (``size`` in inches)."""
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig = plt.figure(figsize=(7, 4))
+        fig = plt.figure(figsize=size)
         try:
             draw(fig)
             buffer = io.BytesIO()
@@ -276,6 +296,90 @@ class RunWriter:
         finally:
             plt.close(fig)
         atomic_write_bytes(self.run_dir / name, buffer.getvalue(), overwrite=True)
+
+
+# ---------------------------------------------------------------------------- the block record
+def block_record(
+    shown: ShownBlock,
+    *,
+    experiment: str,
+    timings: Mapping[str, float],
+    threads: Mapping[str, Mapping[str, Any]] | None = None,
+    design: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The record of one block, as written to ``generations/gen_NNNNN.npz``: the schema, in one place.
+
+    Args:
+        shown: the block as shown (:func:`latentopt.blocks.show_block`).
+        experiment: the registered name of the experiment (``evolve``, ``manifold``, ...).
+        timings: seconds spent per stage (``optimizer_s``, ``generator_s``, ``subject_s``, ...).
+        threads: per optimizer thread (owner ``i`` of the block = the ``i``-th thread): ``codes``
+            ``(k, d)``, ``scores`` ``(k,)``, ``reference_scores`` ``(r,)``, ``state`` (the optimizer
+            state after the update). Empty for a fixed-design experiment.
+        design: what a fixed-design experiment records about the images of the block (e.g. the
+            index of each image in its design).
+
+    The file holds ``meta`` (``generation``, ``experiment``, ``thread_names``, ``timings``, ``time``),
+    ``block`` (``image_ids``, ``thread`` = owner index or -1 for references, ``responses``), ``threads``,
+    ``design`` (if any) and ``subject`` (the subject's :meth:`~latentopt.subject.Subject.block_extras`).
+    """
+    threads = threads or {}
+    record: dict[str, Any] = {
+        "meta": {"generation": int(shown.block), "experiment": str(experiment), "thread_names": list(threads),
+                 "timings": {str(k): float(v) for k, v in timings.items()}, "time": time.time()},
+        "block": {"image_ids": np.asarray(shown.image_ids, dtype=str), "thread": shown.owner,
+                  "responses": shown.responses},
+        "threads": {name: {key: node[key] for key in ("codes", "scores", "reference_scores", "state")}
+                    for name, node in threads.items()},
+    }
+    if design:
+        record["design"] = dict(design)
+    if shown.extras:
+        record["subject"] = shown.extras
+    return record
+
+
+@dataclass
+class BlockRecord:
+    """One block read back (without optimizer states): see :func:`block_record` for the fields."""
+
+    generation: int
+    experiment: str
+    thread_names: list[str]
+    image_ids: np.ndarray  # (n,) str
+    owner: np.ndarray  # (n,) int: thread index, -1 for references
+    responses: np.ndarray  # (n, channels[, time_bins])
+    threads: dict[str, dict[str, np.ndarray]]  # codes, scores, reference_scores per thread
+    timings: dict[str, float]
+    design: dict[str, Any]
+    subject: dict[str, Any]
+
+
+def _parse_block(path: Path, tree: dict[str, Any], names: list[str] | None) -> BlockRecord:
+    """A block file's tree, checked: the keys readers need, with consistent lengths; names its file if not."""
+    try:
+        meta = tree["meta"]
+        thread_names = [str(n) for n in meta["thread_names"]]
+        if names is not None and thread_names != names:
+            raise ValueError(f"thread names {thread_names} differ from generation 0's {names}")
+        ids, owner, responses = (np.asarray(tree["block"][k]) for k in ("image_ids", "thread", "responses"))
+        n = len(ids)
+        if owner.shape != (n,) or len(responses) != n:
+            raise ValueError("block image_ids, thread and responses differ in length")
+        threads = {}
+        for name in thread_names:
+            node = tree["threads"][name]
+            threads[name] = {k: np.asarray(node[k]) for k in ("codes", "scores", "reference_scores")}
+        timings = {str(k): float(v) for k, v in meta["timings"].items()}
+        subject, design = tree.get("subject", {}), tree.get("design", {})
+        if not isinstance(subject, dict) or not isinstance(design, dict):
+            raise ValueError("subject or design is not a dict")
+        # records written before the experiment key were all evolutions
+        return BlockRecord(int(meta["generation"]), str(meta.get("experiment", "evolve")), thread_names, ids, owner,
+                           responses, threads, timings, design, subject)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        reason = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
+        raise RecordError(f"{path} is damaged or not a latentopt generation: {reason}") from err
 
 
 # ---------------------------------------------------------------------------- reader
@@ -290,33 +394,73 @@ class ThreadRecord:
     reference_scores: np.ndarray  # (generations, references)
 
 
-@dataclass
 class RunRecord:
-    """A run read back by :func:`load_run`.
+    """A run read back by :func:`load_run`; files are read when a field is first used.
 
-    For the first (usually only) thread: ``scores`` ``(generations, population)``, ``codes``
-    ``(generations, population, d)``, ``responses`` ``(generations, population, channels[, bins])``.
-    Reference images: ``reference_ids`` and ``reference_responses``
-    ``(generations, references, channels[, bins])``. Other threads in ``threads``.
+    ``generations`` (the number of block files), ``config``, ``provenance`` and :meth:`block` read no
+    block file or one. The per-thread arrays read every block once (optimizer states never):
+    for the first (usually only) thread, ``scores`` ``(generations, population)``, ``codes``
+    ``(generations, population, d)``, ``responses`` ``(generations, population, channels[, bins])``;
+    other threads in ``threads``. Reference images: ``reference_ids`` and ``reference_responses``
+    ``(generations, references, channels[, bins])``; ``timings`` per stage ``(generations,)``; ``subject``
+    per generation what the subject asked to record (``{}`` if nothing).
     """
 
-    path: Path
-    config: str
-    provenance: dict[str, Any]
-    threads: dict[str, ThreadRecord]
-    reference_ids: list[str]
-    reference_responses: np.ndarray
-    timings: dict[str, np.ndarray] = field(default_factory=dict)
-    subject: list[dict[str, Any]] = field(default_factory=list)
-    """Per generation, what the subject asked to record (``Subject.block_extras``; ``{}`` if nothing)."""
+    def __init__(self, path: Path, config: str, provenance: dict[str, Any], generations: int) -> None:
+        self.path = path
+        self.config = config
+        self.provenance = provenance
+        self.generations = generations
+
+    def block(self, generation: int) -> BlockRecord:
+        """One block (negative: from the end), without optimizer states."""
+        index = generation if generation >= 0 else self.generations + generation
+        if not 0 <= index < self.generations:
+            raise RecordError(f"{self.path} has {self.generations} generations; there is no generation {generation}")
+        path = self.path / GENERATION_DIR / f"gen_{index:05d}.npz"
+        return _parse_block(path, load_generation(self.path, index, skip_state=True), None)
 
     @property
-    def generations(self) -> int:
-        return int(next(iter(self.threads.values())).scores.shape[0]) if self.threads else 0
+    def experiment(self) -> str:
+        """The registered name of the experiment that recorded the run (from the first block)."""
+        return self.block(0).experiment if self.generations else "evolve"
+
+    @functools.cached_property
+    def _arrays(self) -> _Assembled:
+        blocks: list[BlockRecord] = []
+        names: list[str] | None = None
+        for g in range(self.generations):
+            path = self.path / GENERATION_DIR / f"gen_{g:05d}.npz"
+            blocks.append(_parse_block(path, load_generation(self.path, g, skip_state=True), names))
+            names = blocks[0].thread_names
+        try:
+            return _assemble(blocks)
+        except (ValueError, IndexError) as err:  # shapes that differ between generations
+            raise RecordError(f"{self.path}: generations do not fit together: {' '.join(str(err).split())}") from err
+
+    @property
+    def threads(self) -> dict[str, ThreadRecord]:
+        return self._arrays.threads
+
+    @property
+    def reference_ids(self) -> list[str]:
+        return self._arrays.reference_ids
+
+    @property
+    def reference_responses(self) -> np.ndarray:
+        return self._arrays.reference_responses
+
+    @property
+    def timings(self) -> dict[str, np.ndarray]:
+        return self._arrays.timings
+
+    @property
+    def subject(self) -> list[dict[str, Any]]:
+        return self._arrays.subject
 
     def _first(self) -> ThreadRecord:
         if not self.threads:
-            raise RecordError(f"{self.path} holds no generation yet")
+            raise RecordError(f"{self.path} holds no generation of an optimizer thread")
         return next(iter(self.threads.values()))
 
     @property
@@ -337,7 +481,8 @@ class RunRecord:
 
     def optimizer_state(self, thread: str | None = None, generation: int = -1) -> dict[str, Any]:
         """The optimizer state of ``thread`` after ``generation`` (default: the last)."""
-        name = thread or next(iter(self.threads))
+        names = self.block(0).thread_names if self.generations else []
+        name = thread or (names[0] if names else "main")
         index = generation if generation >= 0 else self.generations + generation
         return load_generation(self.path, index)["threads"][name]["state"]
 
@@ -383,70 +528,33 @@ def _read_run_files(run_dir: Path) -> tuple[str, dict[str, Any]]:
     return texts["config.yaml"], provenance
 
 
-@dataclass
-class _Generation:
-    """What :func:`load_run` keeps of one generation file."""
-
-    block: dict[str, np.ndarray]
-    threads: dict[str, dict[str, np.ndarray]]
-    timings: dict[str, float]
-    subject: dict[str, Any]
-
-
-def _read_generation(run_dir: Path, generation: int, names: list[str] | None) -> tuple[_Generation, list[str]]:
-    """One generation, checked: the keys load_run needs, with consistent lengths; names its file if not."""
-    path = Path(run_dir) / GENERATION_DIR / f"gen_{generation:05d}.npz"
-    tree = load_generation(run_dir, generation, skip_state=True)
-    try:
-        thread_names = [str(n) for n in tree["meta"]["thread_names"]]
-        if names is not None and thread_names != names:
-            raise ValueError(f"thread names {thread_names} differ from generation 0's {names}")
-        block = {k: np.asarray(tree["block"][k]) for k in ("image_ids", "thread", "responses")}
-        n = len(block["image_ids"])
-        if block["thread"].shape != (n,) or len(block["responses"]) != n:
-            raise ValueError("block image_ids, thread and responses differ in length")
-        threads = {}
-        for name in thread_names:
-            node = tree["threads"][name]
-            threads[name] = {k: np.asarray(node[k]) for k in ("codes", "scores", "reference_scores")}
-        timings = {str(k): float(v) for k, v in tree["meta"]["timings"].items()}
-        subject = tree.get("subject", {})
-        if not isinstance(subject, dict):
-            raise ValueError("subject is not a dict")
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
-        reason = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
-        raise RecordError(f"{path} is damaged or not a latentopt generation: {reason}") from err
-    return _Generation(block, threads, timings, subject), thread_names
-
-
 def load_run(path: Path | str) -> RunRecord:
-    """Read a run folder into per-generation arrays (see :class:`RunRecord`).
+    """Open a run folder (see :class:`RunRecord`): reads its config and provenance and counts its blocks.
 
-    Optimizer states are not read (:meth:`RunRecord.optimizer_state` reads one on demand).
+    Block files are read when a field needs them; optimizer states only by :meth:`RunRecord.optimizer_state`.
 
     Raises:
         RecordError: the folder is no started run, or a file is missing or damaged (the message names it).
     """
     run_dir = Path(path)
     config, provenance = _read_run_files(run_dir)
-    count = RunWriter(run_dir).completed_generations()
-    gens: list[_Generation] = []
-    names: list[str] | None = None
-    for g in range(count):
-        generation, names = _read_generation(run_dir, g, names)
-        gens.append(generation)
-    try:
-        return _assemble(run_dir, config, provenance, gens, names or [])
-    except (ValueError, IndexError) as err:  # shapes that differ between generations
-        raise RecordError(f"{run_dir}: generations do not fit together: {' '.join(str(err).split())}") from err
+    return RunRecord(run_dir, config, provenance, RunWriter(run_dir).completed_generations())
 
 
-def _assemble(run_dir: Path, config: str, provenance: dict[str, Any], gens: list[_Generation],
-              names: list[str]) -> RunRecord:
-    count = len(gens)
+@dataclass
+class _Assembled:
+    threads: dict[str, ThreadRecord]
+    reference_ids: list[str]
+    reference_responses: np.ndarray
+    timings: dict[str, np.ndarray]
+    subject: list[dict[str, Any]]
+
+
+def _assemble(blocks: list[BlockRecord]) -> _Assembled:
+    count = len(blocks)
     reference_ids: list[str] = []
-    for g in gens:  # references may be shown only in some blocks
-        ids = [str(i) for i in g.block["image_ids"][g.block["thread"] == -1]]
+    for b in blocks:  # references may be shown only in some blocks
+        ids = [str(i) for i in b.image_ids[b.owner == -1]]
         if ids:
             reference_ids = ids
             break
@@ -460,19 +568,18 @@ def _assemble(run_dir: Path, config: str, provenance: dict[str, Any], gens: list
 
     threads: dict[str, ThreadRecord] = {}
     reference_responses = np.zeros((count, 0))
-    if gens:
-        blocks = [g.block for g in gens]
-        trailing = tuple(blocks[0]["responses"].shape[1:])
-        for index, name in enumerate(names):
-            sel = [b["thread"] == index for b in blocks]
+    if blocks:
+        trailing = tuple(blocks[0].responses.shape[1:])
+        for index, name in enumerate(blocks[0].thread_names):
+            sel = [b.owner == index for b in blocks]
             threads[name] = ThreadRecord(
-                codes=np.stack([g.threads[name]["codes"] for g in gens]),
-                scores=np.stack([g.threads[name]["scores"] for g in gens]),
-                responses=np.stack([b["responses"][s] for b, s in zip(blocks, sel, strict=True)]),
-                image_ids=np.stack([b["image_ids"][s] for b, s in zip(blocks, sel, strict=True)]),
-                reference_scores=by_reference([g.threads[name]["reference_scores"] for g in gens], ()),
+                codes=np.stack([b.threads[name]["codes"] for b in blocks]),
+                scores=np.stack([b.threads[name]["scores"] for b in blocks]),
+                responses=np.stack([b.responses[s] for b, s in zip(blocks, sel, strict=True)]),
+                image_ids=np.stack([b.image_ids[s] for b, s in zip(blocks, sel, strict=True)]),
+                reference_scores=by_reference([b.threads[name]["reference_scores"] for b in blocks], ()),
             )
-        reference_responses = by_reference([b["responses"][b["thread"] == -1] for b in blocks], trailing)
-    timings = {key: np.array([g.timings.get(key, np.nan) for g in gens]) for key in (gens[0].timings if gens else {})}
-    return RunRecord(run_dir, config, provenance, threads, reference_ids, reference_responses, timings,
-                     [g.subject for g in gens])
+        reference_responses = by_reference([b.responses[b.owner == -1] for b in blocks], trailing)
+    keys = blocks[0].timings if blocks else {}
+    timings = {key: np.array([b.timings.get(key, np.nan) for b in blocks]) for key in keys}
+    return _Assembled(threads, reference_ids, reference_responses, timings, [b.subject for b in blocks])

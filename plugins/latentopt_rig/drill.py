@@ -13,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.assembly import thread_code_seed, thread_optimizer_seed
 from latentopt.builtins.generators import FourierGenerator
 from latentopt.builtins.objectives import SingleUnit
 from latentopt.builtins.optimizers import PycmaES
 from latentopt.builtins.subjects import GaborV1Subject
-from latentopt.experiment import Evolution, Thread
+from latentopt.experiment import Thread
+from latentopt.experiments.evolve import Evolution
 from latentopt.records import RunWriter, load_generation
 from latentopt.references import load_references
 from latentopt_rig.simulator import Fault, RigSimulator, SimEvent, SimSettings, serve
@@ -27,12 +29,13 @@ FAST_WAIT = {"poll_s": 0.01, "settle_s": 0.03, "corrupt_after_s": 0.4, "timeout_
 
 
 def tiny_threads(names: Sequence[str] = ("main",), *, population: int = 8, seed: int = 0) -> list[Thread]:
-    """Threads with 32-px Fourier generators (d = 90) and diagonal CMA-ES on channel 0."""
+    """Threads with 32-px Fourier generators (d = 90) and diagonal CMA-ES on channel 0, seeded as
+    :mod:`latentopt.assembly` seeds every run's threads."""
     threads = []
     for k, name in enumerate(names):
         generator = FourierGenerator(image_size=32, max_frequency=2, device="cpu")
-        initial = generator.initial_codes(population, rng=np.random.default_rng([seed, 1, k]))
-        optimizer = PycmaES(initial, seed=seed + k, sigma0=1.0, diagonal=True)
+        initial = generator.initial_codes(population, rng=np.random.default_rng(thread_code_seed(seed, k)))
+        optimizer = PycmaES(initial, seed=thread_optimizer_seed(seed, k), sigma0=1.0, diagonal=True)
         threads.append(Thread(name, generator, optimizer, SingleUnit(unit=0)))
     return threads
 

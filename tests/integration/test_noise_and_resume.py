@@ -13,11 +13,13 @@ from conftest import TINY, run_cli
 from omegaconf import DictConfig
 
 import latentopt
+from latentopt.blocks import noise_rng
 from latentopt.builtins.generators import PixelGenerator
 from latentopt.builtins.noise import NoiseModel
 from latentopt.builtins.objectives import SingleUnit
 from latentopt.builtins.subjects import CNNUnitSubject, GaborV1Subject
-from latentopt.experiment import Evolution, Thread, noise_rng
+from latentopt.experiment import Thread
+from latentopt.experiments.evolve import Evolution
 from latentopt.optimizer import Optimizer
 
 REFERENCES = "experiment.references=[astronaut,chelsea,coffee]"
@@ -124,7 +126,7 @@ def _responses_of_the_same_block(noise: dict[str, Any], seed: int, start: int = 
     subject = GaborV1Subject(size=32, gain=1000.0, noise=noise, device="cpu")
     evolution = Evolution([Thread("main", generator, _SameCodes(codes), SingleUnit())], subject, seed=seed,
                           generations=start + 4)
-    return np.stack([r.responses for r in evolution.run(start_generation=start)])
+    return np.stack([r.responses for r in evolution.run(start_block=start)])
 
 
 @pytest.mark.parametrize("noise", [{"kind": "multiplicative", "level": 0.3}, {"kind": "poisson", "gain": 5.0}],

@@ -149,11 +149,11 @@ def test_deepsim_weights_import_refuses_non_finite_weights(tmp_path, monkeypatch
 
 
 def test_all_nan_scores_end_with_a_line_not_a_traceback():
-    from latentopt.cli import _best_text
+    from latentopt.cli import _closing
 
     summary = {"threads": {"main": {"best_score": None}}}
-    assert _best_text(summary) == "none (no finite score)"
-    assert _best_text({"threads": {"main": {"best_score": np.float64(1.5)}}}) == "1.5"
+    assert _closing(summary) == "best score: none (no finite score)"
+    assert _closing({"threads": {"main": {"best_score": np.float64(1.5)}}}) == "best score: 1.5"
 
 
 # A smaller table through the real command line: exit 2, one line, no traceback, nothing written.

@@ -173,7 +173,7 @@ def test_tampered_block_is_not_adopted_on_resume(tmp_path: Path) -> None:
     for thread in evolution.threads:
         thread.optimizer.load_state_dict(load_generation(run_dir, 0)["threads"][thread.name]["state"])
     with pytest.raises(RigProtocolError) as err:
-        evolution.run(start_generation=1)
+        evolution.run(start_block=1)
     one_line(err, "block001.manifest.json", victim.name, "does not match its sha256", "new exchange folder")
     assert RunWriter(run_dir).completed_generations() == 1
     assert (run_dir / "generations" / "gen_00000.npz").read_bytes() == gen0

@@ -15,7 +15,8 @@ from latentopt.builtins.generators import PixelGenerator
 from latentopt.builtins.objectives import SingleUnit
 from latentopt.builtins.optimizers import RandomSearch
 from latentopt.cli import ConfigError, build_evolution, thread_specs
-from latentopt.experiment import Evolution, Thread, operator_line
+from latentopt.experiment import Thread, operator_line
+from latentopt.experiments.evolve import Evolution
 from latentopt.objective import evoked_response
 from latentopt.records import RunWriter, load_generation, load_run
 from latentopt.subject import Subject

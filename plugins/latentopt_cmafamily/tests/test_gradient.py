@@ -77,7 +77,8 @@ def test_needs_a_differentiable_subject() -> None:
 
 
 def test_as_an_optimizer_in_the_evolution_loop_it_reaches_the_same_optimum() -> None:
-    from latentopt.experiment import Evolution, Thread
+    from latentopt.experiment import Thread
+    from latentopt.experiments.evolve import Evolution
     from latentopt_cmafamily.gradient import GradientAscentOptimizer
 
     generator, unit, radius = AffineGenerator(16), LinearUnit(), 5.0
@@ -93,7 +94,8 @@ def test_as_an_optimizer_in_the_evolution_loop_it_reaches_the_same_optimum() -> 
 
 
 def test_in_the_loop_it_needs_a_differentiable_subject() -> None:
-    from latentopt.experiment import Evolution, Thread
+    from latentopt.experiment import Thread
+    from latentopt.experiments.evolve import Evolution
     from latentopt_cmafamily.gradient import GradientAscentOptimizer
 
     unit = LinearUnit()

@@ -59,7 +59,7 @@ def resume(run_dir: Path, exchange: Path, generations: int) -> None:
     last = load_generation(run_dir, start - 1)
     for thread in evolution.threads:
         thread.optimizer.load_state_dict(last["threads"][thread.name]["state"])
-    evolution.run(start_generation=start)
+    evolution.run(start_block=start)
 
 
 def test_timeout_stops_resumably_and_resume_matches_uninterrupted(tmp_path: Path, sim_factory: Any) -> None:

@@ -1,0 +1,15 @@
+"""Built-in experiments: ``evolve`` (closed-loop evolution) and ``manifold`` (tuning maps on spheres)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from latentopt.plugins import hookimpl
+
+
+@hookimpl
+def latentopt_register_experiments(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from latentopt.experiments.evolve import evolution_from_config
+
+    register("evolve", evolution_from_config)

@@ -1,0 +1,146 @@
+"""Run or resume any experiment into a run folder: what every experiment gets for free.
+
+The lock, the start marker, ``provenance.json``, the design, resume (with its record in
+``resumes.jsonl``), progress display and the end-of-run report are the same for every registered
+experiment. Configs arrive as plain dicts (the CLI resolves Hydra's ``DictConfig``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentopt.assembly import build_experiment, validate_run_keys
+from latentopt.experiment import Experiment, GenerationResult, operator_line
+from latentopt.records import RecordError, RunWriter, load_run, occupied_message, run_folder_contents
+from latentopt.runtime import runtime_info
+
+
+def run_experiment(
+    config: Mapping[str, Any],
+    run_dir: Path | str,
+    *,
+    config_yaml: str,
+    resume: bool = False,
+    resume_record: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the experiment a plain config describes into ``run_dir``; return the summary.
+
+    The run folder's lock is held throughout: a second run or resume of the same folder is refused.
+
+    Args:
+        config: the plain config (``experiment.name`` picks the experiment).
+        run_dir: the run folder.
+        config_yaml: the config as YAML, written to ``config.yaml`` by a new run.
+        resume: continue the run recorded in ``run_dir``.
+        resume_record: what a resume records in ``resumes.jsonl`` besides provenance (changed keys,
+            effective config).
+
+    Raises:
+        ConfigError: a value of the config is unusable (checked before anything is written).
+        RecordError: ``run_dir`` is not a started run (resume), already holds one (new run), is in use,
+            or a record could not be written (then the run is resumable).
+    """
+    validate_run_keys(config)  # before the seed is used and before anything is written
+    writer = RunWriter(run_dir)
+    if resume:
+        writer.require_started()
+    else:
+        found = run_folder_contents(run_dir)
+        if found:  # checked again by writer.start, under the lock
+            raise RecordError(occupied_message(run_dir, found))
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.manual_seed(int(config.get("seed", 0)))
+    experiment = build_experiment(config)  # every value checked before the lock is taken
+    try:
+        with writer.lock():
+            return _run_locked(experiment, config, writer, config_yaml=config_yaml, resume=resume,
+                               resume_record=resume_record)
+    finally:
+        experiment.close()
+
+
+def _run_locked(experiment: Experiment, config: Mapping[str, Any], writer: RunWriter, *, config_yaml: str,
+                resume: bool, resume_record: Mapping[str, Any] | None) -> dict[str, Any]:
+    run_dir = writer.run_dir
+    start = 0
+    if resume:  # every block readable before anything is added
+        recorded = load_run(run_dir)
+        _ = recorded.subject
+        start = recorded.generations
+    experiment.recorder = writer
+    bar = _attach_progress(experiment, bool(config.get("progress", True)), start)
+    provenance = {"seed": config.get("seed", 0), **experiment.provenance(), "command": sys.argv,
+                  "runtime": runtime_info()}
+    try:
+        if resume:
+            # before anything is added: a refused state leaves the folder as it was
+            _check_design(experiment, writer)
+            experiment.restore(run_dir, start)
+            writer.record_resume(from_generation=start, provenance={**provenance, **dict(resume_record or {})})
+        else:
+            writer.start(config_yaml=config_yaml, provenance=provenance, design=experiment.design())
+        try:
+            experiment.run(start_block=start)
+        except RecordError as err:  # e.g. disk full: the block in flight is lost, nothing else
+            raise RecordError(f"{err}; the run is resumable: latentopt-resume {run_dir}") from err
+    finally:
+        if bar is not None:
+            bar.close()
+        experiment.close()  # before the report: a rig's files are released, generators freed
+    return experiment.report(run_dir)
+
+
+def _check_design(experiment: Experiment, writer: RunWriter) -> None:
+    """A resumed fixed-design experiment must rebuild the design it recorded (same codes, same order)."""
+    design = experiment.design()
+    recorded = writer.read_design()
+    if design is None and not recorded:
+        return
+    if design is None or not recorded or _flat(design) != _flat(recorded):
+        raise RecordError(
+            f"{writer.run_dir}/design.npz differs from the design this config builds now (were the source run, "
+            "the seed or the grid changed?); the run cannot be continued with this config"
+        )
+
+
+def _flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            array = np.asarray(value)
+            out[f"{prefix}{key}"] = (array.dtype.str if array.dtype.kind not in "US" else "str", array.shape,
+                                     array.tobytes() if array.dtype.kind not in "US" else tuple(array.ravel().tolist()))
+    return out
+
+
+def _attach_progress(experiment: Experiment, enabled: bool, start: int) -> Any:
+    """A progress bar (simulated subjects) or one operator line per block (rigs); returns the bar or None."""
+    if getattr(experiment.subject, "live", False):
+        experiment.on_block = _operator_log
+        return None
+    from tqdm import tqdm
+
+    total = experiment.total_blocks()
+    bar = tqdm(total=total, initial=start, unit="block", disable=not enabled, dynamic_ncols=True)
+
+    def update(result: GenerationResult) -> None:
+        scores = next(iter(result.thread_scores.values()), np.zeros(0))
+        if np.isfinite(scores).any():
+            bar.set_postfix(best=f"{np.nanmax(scores):.3g}", mean=f"{np.nanmean(scores):.3g}")
+        bar.update(1)
+
+    experiment.on_block = update
+    return bar
+
+
+def _operator_log(result: GenerationResult) -> None:
+    print(operator_line(result), file=sys.stderr, flush=True)
