@@ -152,7 +152,7 @@ DAMAGE = [_interrupted_start, _gap, _first_missing, _no_provenance, _garbage_pro
 def test_load_run_on_a_damaged_folder_is_one_record_error_naming_the_file(run, damage):
     expected = damage(run)
     with pytest.raises(RecordError) as info:
-        load_run(run).threads  # load_run opens lazily: reading the blocks finds the damage
+        _ = load_run(run).threads  # load_run opens lazily: reading the blocks finds the damage
     message = str(info.value)
     assert expected in message and "\n" not in message, message
 
