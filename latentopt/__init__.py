@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from latentopt.experiments.manifold_report import ManifoldRecord, load_manifold
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer, OptimizerError
@@ -11,11 +12,13 @@ from latentopt.subject import Subject
 __all__ = [
     "FixedSubspace",
     "Generator",
+    "ManifoldRecord",
     "Objective",
     "Optimizer",
     "OptimizerError",
     "RunRecord",
     "Subject",
     "__version__",
+    "load_manifold",
     "load_run",
 ]

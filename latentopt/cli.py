@@ -106,6 +106,7 @@ def _task(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
+    _resolve_inherit(cfg, list(hydra_cfg.overrides.task))
     try:
         try:
             summary = run_from_config(cfg, run_dir)
@@ -121,6 +122,16 @@ def _task(cfg: DictConfig) -> float:
     best = _best_score(summary)
     print(f"run folder: {run_dir}  {_closing(summary)}")
     return float("nan") if best is None else float(best)
+
+
+def _resolve_inherit(cfg: DictConfig, overrides: list[str]) -> None:
+    """``experiment.inherit: auto`` -> the component groups this command line does not set (recorded as a list)."""
+    from latentopt.experiments.manifold import INHERITABLE
+
+    if "experiment" not in cfg or cfg.experiment.get("inherit") != "auto":
+        return
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
+    cfg.experiment.inherit = [g for g in INHERITABLE if not any(k == g or k.startswith(f"{g}.") for k in keys)]
 
 
 def _remove_unstarted(run_dir: Path, log_name: str) -> None:
@@ -278,3 +289,33 @@ def plugins_main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def analyze_main(argv: list[str] | None = None) -> None:
+    """Console script ``latentopt-analyze manifold RUN_DIR [--channel K] [--no-baseline] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog="latentopt-analyze",
+                                     description="Re-run an experiment's analysis on its recorded responses.")
+    sub = parser.add_subparsers(dest="analysis", required=True)
+    manifold = sub.add_parser("manifold", help="Kent fits, ANOVA and noise ceiling of a manifold run's maps")
+    manifold.add_argument("run_dir", type=Path)
+    manifold.add_argument("--channel", type=int, default=None,
+                          help="fit this channel's (evoked) response instead of the run's objective score")
+    manifold.add_argument("--no-baseline", action="store_true", help="fit the Kent model without a baseline")
+    manifold.add_argument("--out", type=Path, default=None,
+                          help="folder for manifold.json and the figures (default: the run folder; with "
+                               "--channel or --no-baseline: RUN_DIR/analysis_<options>)")
+    args = parser.parse_args(argv)
+    from latentopt.errors import LatentoptError
+    from latentopt.experiments.manifold_report import write_manifold_report
+    from latentopt.records import RecordError
+
+    out = args.out
+    if out is None and (args.channel is not None or args.no_baseline):
+        parts = ([f"channel{args.channel}"] if args.channel is not None else []) + (
+            ["nobaseline"] if args.no_baseline else [])
+        out = args.run_dir / f"analysis_{'_'.join(parts)}"
+    try:
+        summary = write_manifold_report(args.run_dir, channel=args.channel, baseline=not args.no_baseline, out=out)
+    except (LatentoptError, RecordError, ConfigError) as err:
+        _fail(str(err))
+    print(f"analysis: {out or args.run_dir}  {summary['headline']}")

@@ -16,6 +16,7 @@ import numpy as np
 
 from latentopt.assembly import build_experiment, validate_run_keys
 from latentopt.experiment import Experiment, GenerationResult, operator_line
+from latentopt.plugins import Registry
 from latentopt.records import RecordError, RunWriter, load_run, occupied_message, run_folder_contents
 from latentopt.runtime import runtime_info
 
@@ -27,6 +28,7 @@ def run_experiment(
     config_yaml: str,
     resume: bool = False,
     resume_record: Mapping[str, Any] | None = None,
+    registry: Registry | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the experiment a plain config describes into ``run_dir``; return the summary.
 
@@ -39,6 +41,7 @@ def run_experiment(
         resume: continue the run recorded in ``run_dir``.
         resume_record: what a resume records in ``resumes.jsonl`` besides provenance (changed keys,
             effective config).
+        registry: the plugin registry to build from (default: everything installed).
 
     Raises:
         ConfigError: a value of the config is unusable (checked before anything is written).
@@ -57,7 +60,7 @@ def run_experiment(
     import torch
 
     torch.manual_seed(int(config.get("seed", 0)))
-    experiment = build_experiment(config)  # every value checked before the lock is taken
+    experiment = build_experiment(config, registry=registry)  # every value checked before the lock is taken
     try:
         with writer.lock():
             return _run_locked(experiment, config, writer, config_yaml=config_yaml, resume=resume,

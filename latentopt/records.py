@@ -583,3 +583,27 @@ def _assemble(blocks: list[BlockRecord]) -> _Assembled:
     keys = blocks[0].timings if blocks else {}
     timings = {key: np.array([b.timings.get(key, np.nan) for b in blocks]) for key in keys}
     return _Assembled(threads, reference_ids, reference_responses, timings, [b.subject for b in blocks])
+
+
+def recorded_config(run_dir: Path | str, *, device: str | None = None) -> dict[str, Any]:
+    """A run's ``config.yaml`` as a plain, resolved dict (``device``: resolve ``${device}`` to this one instead).
+
+    Raises:
+        RecordError: the file is missing or not a YAML mapping (the message names it).
+    """
+    from omegaconf import DictConfig, OmegaConf
+
+    path = Path(run_dir) / "config.yaml"
+    try:
+        cfg = OmegaConf.create(path.read_text())
+        if not isinstance(cfg, DictConfig):
+            raise ValueError("not a mapping")
+        if device is not None:
+            cfg.device = device
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except FileNotFoundError:
+        raise RecordError(f"{run_dir} is not a latentopt run folder (no config.yaml)") from None
+    except Exception as err:  # yaml and omegaconf raise several types for a damaged file
+        raise RecordError(f"{path} is not a readable config: {(str(err).splitlines() or ['?'])[0]}") from None
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items()}

@@ -226,3 +226,57 @@ def contract_kwargs(factory: Callable[..., Any]) -> dict[str, Any]:
     """Keyword arguments for :func:`check_optimizer` that an optimizer class declares (default none)."""
     make = getattr(factory, "contract_kwargs", None)
     return dict(make()) if make is not None else {}
+
+
+def check_experiment(config: dict[str, Any], folder: Any, *, registry: Any = None, stop_after: int = 1) -> None:
+    """The contract of an experiment: records, provenance, and a resume that ends where an uninterrupted run does.
+
+    Runs ``config`` (a plain config whose ``experiment.name`` is the experiment) into ``folder/full``; checks
+    that every block is recorded under the experiment's name and that ``provenance.json`` names the
+    experiment and its components with their distributions; then copies the first ``stop_after`` blocks
+    to ``folder/resumed`` (what a kill after that block leaves: block files are written atomically), resumes
+    it and checks that every block's ``block``, ``threads`` and ``design`` records equal the uninterrupted run's.
+
+    Args:
+        config: the plain config; it should make at least ``stop_after + 1`` blocks.
+        folder: a fresh folder (``tmp_path``).
+        registry: the plugin registry holding the experiment (default: everything installed).
+        stop_after: blocks kept before the resume.
+    """
+    import json
+    import shutil
+    from pathlib import Path
+
+    from latentopt.launch import run_experiment
+    from latentopt.records import GENERATION_DIR, load_generation, load_run
+
+    full, resumed = Path(folder) / "full", Path(folder) / "resumed"
+    name = config["experiment"]["name"]
+    run_experiment(config, full, config_yaml=json.dumps(config), registry=registry)
+    record = load_run(full)
+    assert record.generations > stop_after, f"{name}: {record.generations} blocks; the contract needs more"
+    for g in range(record.generations):
+        assert record.block(g).experiment == name, f"{name}: block {g} is recorded as {record.block(g).experiment}"
+    provenance = json.loads((full / "provenance.json").read_text())
+    assert provenance.get("experiment", {}).get("name") == name, f"{name}: provenance.json names no experiment"
+    for key in ("experiment", "subject"):
+        assert provenance[key].get("distribution"), f"{name}: provenance.json has no distribution for {key}"
+    shutil.copytree(full, resumed)
+    for g in range(stop_after, record.generations):
+        (resumed / GENERATION_DIR / f"gen_{g:05d}.npz").unlink()
+    run_experiment(config, resumed, config_yaml=json.dumps(config), resume=True, registry=registry)
+    assert load_run(resumed).generations == record.generations, f"{name}: the resume made another number of blocks"
+    for g in range(record.generations):
+        a, b = load_generation(full, g), load_generation(resumed, g)
+        for part in ("block", "threads", "design"):
+            _assert_same_tree(a.get(part, {}), b.get(part, {}), f"{name}: block {g} {part}")
+
+
+def _assert_same_tree(a: Any, b: Any, where: str) -> None:
+    if isinstance(a, dict) or isinstance(b, dict):
+        assert isinstance(a, dict) and isinstance(b, dict) and set(a) == set(b), f"{where}: keys differ"
+        for key in a:
+            _assert_same_tree(a[key], b[key], f"{where}/{key}")
+        return
+    assert np.array_equal(np.asarray(a), np.asarray(b), equal_nan=np.asarray(a).dtype.kind == "f"), \
+        f"{where}: the resumed run differs from the uninterrupted one"

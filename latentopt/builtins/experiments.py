@@ -11,5 +11,7 @@ from latentopt.plugins import hookimpl
 @hookimpl
 def latentopt_register_experiments(register: Callable[[str, Callable[..., Any]], None]) -> None:
     from latentopt.experiments.evolve import evolution_from_config
+    from latentopt.experiments.manifold import manifold_from_config
 
     register("evolve", evolution_from_config)
+    register("manifold", manifold_from_config)

@@ -1,0 +1,242 @@
+"""Read a manifold run back (:func:`load_manifold`) and write its analysis: ``manifold.json`` and one figure per sphere.
+
+``manifold.json`` holds, per sphere, ``name``, ``kappa``, ``beta``, ``amplitude``, ``baseline``, ``r2``,
+``adj_r2``, ``anova_p`` (null without repeats), ``noise_ceiling`` and the peak direction
+(:func:`latentopt.analysis.tuning.analyze_sphere`). ``manifold_<sphere>.png`` shows the map over θ x φ
+beside the montage of the grid's images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentopt.experiments.manifold import THUMBNAIL, ManifoldDesign
+from latentopt.records import RecordError, RunWriter, load_run
+
+MANIFOLD_FILE = "manifold.json"
+
+
+@dataclass
+class ManifoldRecord:
+    """A manifold run read back.
+
+    Attributes:
+        path: the run folder.
+        design: what was shown (sphere names and bases, angles, codes, order).
+        trials: ``(images, repeats, channels[, time_bins])`` responses per unique image and repeat; NaN
+            where a presentation was not shown (aborted trial, or the run stopped early).
+        trial_scores: ``(images, repeats)`` the run's objective on each trial (NaN likewise).
+        thumbnails: ``(images, 48, 48, 3)`` uint8 of the images as shown (white where none was shown).
+        reference_ids, reference_responses: the natural references and ``(blocks, references, channels[, bins])``.
+    """
+
+    path: Path
+    design: ManifoldDesign
+    trials: np.ndarray
+    trial_scores: np.ndarray
+    thumbnails: np.ndarray
+    reference_ids: list[str]
+    reference_responses: np.ndarray
+
+    @property
+    def names(self) -> list[str]:
+        return self.design.names
+
+    @property
+    def thetas_deg(self) -> np.ndarray:
+        return self.design.thetas_deg
+
+    @property
+    def phis_deg(self) -> np.ndarray:
+        return self.design.phis_deg
+
+    @property
+    def bases(self) -> np.ndarray:
+        """``(spheres, 3, d)`` the spheres' orthonormal axes ``e1, e2, e3``."""
+        return self.design.bases
+
+    def on_grid(self, per_image: np.ndarray) -> np.ndarray:
+        """Values per unique image ``(images, ...)`` laid out on the grid: ``(spheres, nθ, nφ, ...)``."""
+        return np.asarray(per_image)[self.design.grid_index]
+
+    @property
+    def responses(self) -> np.ndarray:
+        """``(spheres, nθ, nφ, channels[, time_bins])`` the mean over the shown repeats (NaN if none)."""
+        return self.on_grid(_nanmean(self.trials, axis=1))
+
+    @property
+    def scores(self) -> np.ndarray:
+        """``(spheres, nθ, nφ)`` the mean objective score over the shown repeats."""
+        return self.on_grid(_nanmean(self.trial_scores, axis=1))
+
+    def sphere_trials(self, values: np.ndarray, sphere: int) -> np.ndarray:
+        """``values`` ``(images, repeats)`` restricted to the unique images of one sphere (a pole once)."""
+        unique = np.unique(self.design.grid_index[sphere])
+        return np.asarray(values)[unique]
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    finite = np.isfinite(values)
+    total = np.where(finite, values, 0.0).sum(axis=axis)
+    count = finite.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def load_manifold(path: Path | str) -> ManifoldRecord:
+    """Read a manifold run folder: its design and every recorded block.
+
+    Raises:
+        RecordError: the folder holds no manifold run, or a file is damaged (the message names it).
+    """
+    run = load_run(path)
+    tree = RunWriter(run.path).read_design()
+    if not tree or (run.experiment != "manifold" and run.generations):
+        raise RecordError(f"{run.path} holds no manifold run (experiment {run.experiment!r}, no design.npz)")
+    try:
+        design = ManifoldDesign.from_tree(tree)
+    except (KeyError, TypeError, ValueError) as err:
+        raise RecordError(f"{run.path}/design.npz is damaged: {' '.join(str(err).split())}") from err
+    images, repeats = len(design.image_ids), int(design.order[:, 1].max()) + 1
+    trials: np.ndarray | None = None
+    scores = np.full((images, repeats), np.nan)
+    thumbnails = np.full((images, THUMBNAIL, THUMBNAIL, 3), 255, dtype=np.uint8)
+    reference_ids: list[str] = []
+    references = []
+    for g in range(run.generations):
+        block = run.block(g)
+        try:
+            index, repeat = np.asarray(block.design["index"]), np.asarray(block.design["repeat"])
+            mine = block.owner == 0
+            if trials is None:
+                trials = np.full((images, repeats, *block.responses.shape[1:]), np.nan)
+            trials[index, repeat] = block.responses[mine]
+            scores[index, repeat] = block.design["scores"]
+            thumbnails[np.asarray(block.design["thumbnail_index"])] = block.design["thumbnails"]
+        except (KeyError, IndexError, ValueError) as err:
+            raise RecordError(f"{run.path}/generations/gen_{g:05d}.npz is damaged or not a manifold block: "
+                              f"{' '.join(str(err).split())}") from err
+        refs = block.owner == -1
+        if refs.any() and not reference_ids:
+            reference_ids = [str(i) for i in block.image_ids[refs]]
+        references.append(block.responses[refs])
+    if trials is None:
+        trials = np.full((images, repeats, 0), np.nan)
+    trailing = trials.shape[2:]
+    reference_responses = np.full((run.generations, len(reference_ids), *trailing), np.nan)
+    for g, values in enumerate(references):
+        if len(values) == len(reference_ids) and len(values):
+            reference_responses[g] = values
+    return ManifoldRecord(run.path, design, trials, scores, thumbnails, reference_ids, reference_responses)
+
+
+def channel_values(record: ManifoldRecord, channel: int | None) -> np.ndarray:
+    """``(images, repeats)`` what is analysed: the run's objective scores, or one channel's (evoked) response.
+
+    Raises:
+        RecordError: ``channel`` is not one of the recorded channels.
+    """
+    if channel is None:
+        return record.trial_scores
+    if record.trials.ndim < 3 or not 0 <= channel < record.trials.shape[2]:
+        channels = record.trials.shape[2] if record.trials.ndim >= 3 else 0
+        raise RecordError(f"channel {channel}: the run recorded {channels} channel(s)")
+    values = record.trials[:, :, channel]
+    if values.ndim == 3:  # time-binned: the evoked response (Wang & Ponce: 50-200 ms minus 0-45 ms)
+        from latentopt.objective import evoked_response
+
+        bins = record.design.time_bins_ms
+        flat = values.reshape(-1, 1, values.shape[-1])
+        values = (evoked_response(flat, bins) if len(bins) else flat.mean(2)).reshape(values.shape[:2])
+    return values
+
+
+def analyze_manifold(record: ManifoldRecord, *, channel: int | None = None, baseline: bool = True) -> dict[str, Any]:
+    """The analysis of every sphere (see the module docstring) as the dict written to ``manifold.json``."""
+    from latentopt.analysis.tuning import analyze_sphere
+
+    values = channel_values(record, channel)
+    mean = _nanmean(values, axis=1)
+    spheres = []
+    for s, name in enumerate(record.names):
+        spheres.append(analyze_sphere(record.on_grid(mean)[s], record.thetas_deg, record.phis_deg,
+                                      trials=record.sphere_trials(values, s), name=name, baseline=baseline))
+    shown = int(np.isfinite(values).sum())
+    return {"analysed": "objective score" if channel is None else f"channel {channel}", "channel": channel,
+            "baseline": baseline, "radius": record.design.radius, "thetas_deg": record.thetas_deg.tolist(),
+            "phis_deg": record.phis_deg.tolist(), "trials_shown": shown, "trials_planned": int(values.size),
+            "spheres": spheres}
+
+
+def write_manifold_report(run_dir: Path | str, *, channel: int | None = None, baseline: bool = True,
+                          out: Path | str | None = None) -> dict[str, Any]:
+    """Analyse a manifold run and write ``manifold.json``, ``manifold_<sphere>.png`` and ``summary.json``.
+
+    Args:
+        run_dir: the manifold run folder.
+        channel: analyse this channel's response instead of the run's objective score.
+        baseline: fit a baseline term.
+        out: write into this folder instead of ``run_dir`` (it is created).
+
+    Returns:
+        The summary (``summary.json``), whose ``headline`` is the closing line of the command.
+    """
+    record = load_manifold(run_dir)
+    analysis = analyze_manifold(record, channel=channel, baseline=baseline)
+    target = Path(out) if out is not None else Path(run_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    writer = RunWriter(target)
+    writer.write_json(MANIFOLD_FILE, analysis)
+    values = channel_values(record, channel)
+    maps = record.on_grid(_nanmean(values, axis=1))
+    for s, result in enumerate(analysis["spheres"]):
+        writer.write_figure(f"manifold_{result['name']}.png", _drawer(record, maps[s], s, result), size=(10, 4.4))
+    headline = " | ".join(f"{r['name']} R² {_fmt(r['r2'])} κ {_fmt(r['kappa'])}" for r in analysis["spheres"])
+    summary = {"experiment": "manifold", "generations": load_run(run_dir).generations,
+               "trials_shown": analysis["trials_shown"], "trials_planned": analysis["trials_planned"],
+               "spheres": {r["name"]: {k: r[k] for k in ("r2", "adj_r2", "kappa", "beta", "anova_p")}
+                           for r in analysis["spheres"]},
+               "headline": f"manifold: {headline}"}
+    writer.write_json("summary.json", summary)
+    return summary
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
+
+
+def _drawer(record: ManifoldRecord, tuning_map: np.ndarray, sphere: int, result: dict[str, Any]) -> Any:
+    from latentopt.report import montage
+
+    name = result["name"]
+    axes = name.split("_")
+    grid_index = record.design.grid_index[sphere]
+    # rows: φ from +90 (top) to -90; columns: θ from -90 to +90, as the map beside it
+    tiles = [record.thumbnails[grid_index[i, j]] for j in range(grid_index.shape[1])[::-1]
+             for i in range(grid_index.shape[0])]
+    sheet = montage(tiles, columns=grid_index.shape[0], tile=THUMBNAIL)
+
+    def draw(fig: Any) -> None:
+        left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+        t, p = record.thetas_deg, record.phis_deg
+        image = left.imshow(tuning_map.T[::-1], extent=(t[0], t[-1], p[0], p[-1]), aspect="auto", cmap="viridis")
+        fig.colorbar(image, ax=left, label=record_label(result))
+        if result["peak_theta_deg"] is not None:
+            left.plot(result["peak_theta_deg"], result["peak_phi_deg"], "r+", markersize=14, mew=2)
+        left.set_xlabel(f"θ (deg, toward {axes[1]})")
+        left.set_ylabel(f"φ (deg, toward {axes[2]})")
+        left.set_title(f"{name}: R² {_fmt(result['r2'])}, κ {_fmt(result['kappa'])}, β {_fmt(result['beta'])}",
+                       fontsize=9)
+        right.imshow(sheet)
+        right.set_axis_off()
+        right.set_title("grid images (θ across, φ up)", fontsize=9)
+
+    return draw
+
+
+def record_label(result: dict[str, Any]) -> str:
+    return "mean response" if result.get("anova_p") is None else f"mean response (ANOVA p {result['anova_p']:.2g})"
