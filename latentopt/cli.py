@@ -230,7 +230,7 @@ def main() -> None:
     _check_plugins()
     _preflight(sys.argv[1:])
     _check_run_dir(sys.argv[1:])
-    app = hydra.main(version_base="1.3", config_path="conf", config_name="config")(_task)
+    app = hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")(_task)
     app()
 
 

@@ -15,7 +15,7 @@ import latentopt
 from latentopt.builtins.optimizers import PycmaES
 from latentopt.records import load_generation
 
-CONF = ROOT / "latentopt" / "conf"
+CONF = ROOT / "conf"  # installed as the package latentopt.conf
 
 
 def test_tiny_run_writes_complete_records(tmp_path):

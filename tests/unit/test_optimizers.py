@@ -12,7 +12,7 @@ from latentopt.builtins.optimizers import GeneticAlgorithm, PycmaES, RandomSearc
 from latentopt.optimizer import OptimizerError
 from latentopt.testing import quadratic_neuron
 
-CONF = os.path.join(os.path.dirname(__file__), "..", "..", "latentopt", "conf", "optimizer")
+CONF = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "optimizer")
 
 
 def _preset(name: str) -> dict:
