@@ -125,13 +125,26 @@ def _task(cfg: DictConfig) -> float:
 
 
 def _resolve_inherit(cfg: DictConfig, overrides: list[str]) -> None:
-    """``experiment.inherit: auto`` -> the component groups this command line does not set (recorded as a list)."""
+    """``experiment.inherit: auto``: the component groups this command line does not replace (``subject=...``)
+    are inherited from the source run, with the keys it sets (``subject.noise.level=0.2``) changed on top."""
     from latentopt.experiments.manifold import INHERITABLE
 
     if "experiment" not in cfg or cfg.experiment.get("inherit") != "auto":
         return
     keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides]
-    cfg.experiment.inherit = [g for g in INHERITABLE if not any(k == g or k.startswith(f"{g}.") for k in keys)]
+    inherit = [g for g in INHERITABLE if g not in keys]
+    changes: dict[str, Any] = {}
+    for key in keys:
+        group, _, rest = key.partition(".")
+        if group in inherit and rest:
+            value = OmegaConf.select(cfg, key)
+            node = changes.setdefault(group, {})
+            *parents, leaf = rest.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    cfg.experiment.inherit = inherit
+    cfg.experiment.inherit_overrides = changes
 
 
 def _remove_unstarted(run_dir: Path, log_name: str) -> None:

@@ -59,19 +59,14 @@ class UnitLab:
         import torch
         from latentopt_cmafamily import gradient_ascent
 
-        from latentopt.plugins import default_registry
+        from latentopt.assembly import Assembly
         from latentopt.references import load_references
 
-        registry = default_registry()
-
-        def build(group: str, node: dict[str, Any]) -> Any:
-            kwargs = dict(node)
-            return registry.build(f"{group}s", kwargs.pop("name"), **kwargs)
-
+        assembly = Assembly(cfg)  # the components as a run builds them (latentopt.assembly)
         subject_cfg = {**cfg["subject"], "noise": {"kind": "none", "level": 0.0, "gain": 1.0}}
-        self.generator = build("generator", cfg["generator"])
-        self.subject = build("subject", subject_cfg)
-        self.objective = build("objective", cfg["objective"])
+        self.generator = assembly.generator(cfg["generator"])
+        self.subject = assembly.subject(subject_cfg)
+        self.objective = assembly.component("objective", cfg["objective"], "objective")
         names = list(cfg["experiment"].get("references") or [])
         self.natural = float("nan")
         if names:

@@ -48,7 +48,7 @@ def analyze_sphere(
         ``peak_direction`` (unit vector in the sphere's basis), ``peak_theta_deg``, ``peak_phi_deg``, the
         fit's ``ok`` and ``message``, and ``kent`` (every parameter with its standard error and 95 % interval).
     """
-    values = average_poles(np.asarray(tuning_map, dtype=np.float64), np.asarray(phis_deg, dtype=np.float64))
+    values = average_poles(np.asarray(tuning_map, dtype=np.float64), phis_deg=np.asarray(phis_deg, dtype=np.float64))
     directions = grid_directions(thetas_deg, phis_deg).reshape(-1, 3)
     fit = fit_kent(directions, values.reshape(-1), baseline=baseline)
     anova_f = anova_p = ceiling = None

@@ -296,6 +296,7 @@ def _components(config: Mapping[str, Any], exp: Mapping[str, Any],
                 source_run: Path | None) -> tuple[dict[str, Any], list[str]]:
     """The generator, subject and objective nodes (the source run's for the groups in ``experiment.inherit``),
     and the groups inherited."""
+    from latentopt.assembly import merge
     from latentopt.records import RecordError, recorded_config
 
     inherit = exp.get("inherit", "auto")
@@ -308,8 +309,12 @@ def _components(config: Mapping[str, Any], exp: Mapping[str, Any],
             recorded = recorded_config(source_run, device=str(config.get("device", "auto")))
         except RecordError as err:
             raise ConfigError(f"experiment.source: {err}") from err
+        changes = exp.get("inherit_overrides") or {}
+        if not isinstance(changes, Mapping) or not set(changes) <= set(inherit):
+            raise ConfigError("experiment.inherit_overrides must map inherited groups to the keys that change, "
+                              f"got {changes!r}")
         for group in map(str, inherit):
-            nodes[group] = recorded.get(group)
+            nodes[group] = merge(recorded.get(group), changes.get(group) or {})
     return nodes, sorted(map(str, inherit)) if source_run is not None else []
 
 
