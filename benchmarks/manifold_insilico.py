@@ -37,8 +37,9 @@ def run_unit(out: Path, area: str, channel: int, args: argparse.Namespace) -> li
     manifold = out / f"{area}_ch{channel}" / "manifold"
     noise = [f"subject.noise.kind={args.noise}", f"subject.noise.level={args.noise_level}"]
     if not (evolution / "summary.json").exists():
-        _latentopt(f"subject.layer={area}", f"subject.channels=[{channel}]", f"experiment.generations={args.generations}",
-                   f"seed={channel}", *noise, f"hydra.run.dir={evolution}")
+        _latentopt(f"subject.layer={area}", f"subject.channels=[{channel}]",
+                   f"experiment.generations={args.generations}", f"seed={channel}", *noise,
+                   f"hydra.run.dir={evolution}")
     t0 = time.perf_counter()
     if not (manifold / "manifold.json").exists():
         _latentopt("experiment=manifold", f"experiment.source={evolution}", f"experiment.grid={args.grid}",
