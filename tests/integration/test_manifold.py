@@ -94,7 +94,7 @@ def _codes_file(tmp: Path) -> Path:
     """An 'evolution': codes whose PCs are v1, v2, ... (variances falling), last generation along +v1."""
     v = _axes()
     rng = np.random.default_rng(5)
-    sd = np.linspace(6.0, 0.5, 52)
+    sd = np.concatenate([[12.0, 8.0, 5.0], np.linspace(3.0, 0.5, 49)])  # PC1-3 well apart: the sphere is v1-v3
     codes = rng.standard_normal((2000, 52)) * sd @ v[:52]
     last = 8.0 * v[0] + 0.3 * rng.standard_normal((40, 52)) @ v[:52]
     path = tmp / "codes.npz"
@@ -151,10 +151,10 @@ def test_noise_free_kent_neuron_is_recovered_through_the_whole_pipeline(tmp_path
     # the recorded map is the truth at every grid point
     assert record.responses.shape == (3, 11, 11, 1)
     assert np.isfinite(record.responses).all()
-    # the sphere is the one the 'evolution' defined: PC1 = +v1, PC2, PC3 = ±v2, ±v3
+    # the sphere is the one the 'evolution' defined: PC1 = +v1, PC2, PC3 = ±v2, ±v3 (PCA of 2040 codes: within 0.5 %)
     v = _axes()
-    assert np.dot(record.bases[0][0], v[0]) > 0.999
-    assert abs(np.dot(record.bases[0][1], v[1])) > 0.999 and abs(np.dot(record.bases[0][2], v[2])) > 0.999
+    assert np.dot(record.bases[0][0], v[0]) > 0.995
+    assert abs(np.dot(record.bases[0][1], v[1])) > 0.995 and abs(np.dot(record.bases[0][2], v[2])) > 0.995
     figure = out / "manifold_PC1_PC2_PC3.png"
     assert figure.stat().st_size > 10_000
 
