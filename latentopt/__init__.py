@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from latentopt.errors import LatentoptError
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer, OptimizerError
@@ -11,6 +12,7 @@ from latentopt.subject import Subject
 __all__ = [
     "FixedSubspace",
     "Generator",
+    "LatentoptError",
     "Objective",
     "Optimizer",
     "OptimizerError",
