@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from latentopt.errors import LatentoptError
 from latentopt.experiments.manifold_report import ManifoldRecord, load_manifold
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.objective import Objective
@@ -12,6 +13,7 @@ from latentopt.subject import Subject
 __all__ = [
     "FixedSubspace",
     "Generator",
+    "LatentoptError",
     "ManifoldRecord",
     "Objective",
     "Optimizer",

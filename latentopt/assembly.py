@@ -22,7 +22,7 @@ import numpy as np
 
 from latentopt.checks import ConfigError, boolean, integer, non_finite_key
 from latentopt.experiment import Experiment, Thread
-from latentopt.plugins import PluginError, Registry, default_registry
+from latentopt.plugins import Registry, default_registry
 
 MAX_SEED = 2**32 - 1
 MAX_POPULATION = 10**5
@@ -206,16 +206,12 @@ def build_experiment(config: Mapping[str, Any], *, registry: Registry | None = N
     """Build the experiment ``experiment.name`` of a plain config (default ``evolve``).
 
     Raises:
-        ConfigError: a value of the config is unusable, a component is unknown, or its weights are missing
-            (one line naming the key or file); what was built before the error is closed.
+        LatentoptError: a value of the config is unusable (ConfigError), a component is unknown (PluginError),
+            its weights are missing (WeightsError): one line naming the key or file. What was built before the
+            error is closed.
     """
-    from latentopt.weights import WeightsError
-
     validate_run_keys(config)
-    try:
-        assembly = Assembly(config, registry=registry)
-    except PluginError as err:
-        raise ConfigError(str(err)) from err
+    assembly = Assembly(config, registry=registry)
     name = str(config["experiment"].get("name", "evolve"))
     try:
         registered = assembly.registry.get("experiments", name)
@@ -225,9 +221,6 @@ def build_experiment(config: Mapping[str, Any], *, registry: Registry | None = N
         if hasattr(experiment, "component_provenance"):
             experiment.component_provenance = assembly.provenance
         return experiment
-    except (PluginError, WeightsError) as err:
-        assembly.close()
-        raise ConfigError(str(err)) from err
     except BaseException:
         assembly.close()
         raise

@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from latentopt.errors import LatentoptError
 
-class ConfigError(ValueError):
+
+class ConfigError(LatentoptError, ValueError):
     """A configuration value is unusable; the message names the key."""
 
 

@@ -100,8 +100,8 @@ _PREFLIGHT_RUN_DIR: tuple[Path, bool] | None = None
 def _task(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
-    from latentopt.optimizer import OptimizerError
-    from latentopt.records import RecordError, RunWriter
+    from latentopt.errors import LatentoptError
+    from latentopt.records import RunWriter
     from latentopt.subject import SubjectUnavailable
 
     hydra_cfg = HydraConfig.get()
@@ -113,12 +113,12 @@ def _task(cfg: DictConfig) -> float:
         except BaseException:
             _remove_unstarted(Path(run_dir), f"{hydra_cfg.job.name}.log")
             raise
-    except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
-        _fail(str(err))
     except SubjectUnavailable as err:
         if not RunWriter(run_dir).is_started():
             _fail(str(err))
         _stopped(err, run_dir)
+    except LatentoptError as err:  # every expected error: one line (a bug keeps its traceback)
+        _fail(str(err))
     best = _best_score(summary)
     print(f"run folder: {run_dir}  {_closing(summary)}")
     return float("nan") if best is None else float(best)
@@ -262,8 +262,7 @@ def resume_main(argv: list[str] | None = None) -> None:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("overrides", nargs="*", help="key=value changes, e.g. experiment.generations=60")
     args = parser.parse_args(argv)
-    from latentopt.optimizer import OptimizerError
-    from latentopt.records import RecordError
+    from latentopt.errors import LatentoptError
     from latentopt.resume_policy import apply_overrides, base_config
     from latentopt.subject import SubjectUnavailable
 
@@ -274,10 +273,10 @@ def resume_main(argv: list[str] | None = None) -> None:
     try:
         cfg, changes = apply_overrides(base_config(args.run_dir), list(args.overrides))
         summary = run_from_config(cfg, args.run_dir, resume=True, resume_changes=changes)
-    except (ConfigError, RecordError, FileNotFoundError, OptimizerError) as err:
-        _fail(str(err))
     except SubjectUnavailable as err:
         _stopped(err, args.run_dir)
+    except LatentoptError as err:
+        _fail(str(err))
     print(f"run folder: {args.run_dir}  blocks: {summary['generations']}  {_closing(summary)}")
 
 
@@ -320,7 +319,6 @@ def analyze_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from latentopt.errors import LatentoptError
     from latentopt.experiments.manifold_report import write_manifold_report
-    from latentopt.records import RecordError
 
     out = args.out
     if out is None and (args.channel is not None or args.no_baseline):
@@ -329,6 +327,6 @@ def analyze_main(argv: list[str] | None = None) -> None:
         out = args.run_dir / f"analysis_{'_'.join(parts)}"
     try:
         summary = write_manifold_report(args.run_dir, channel=args.channel, baseline=not args.no_baseline, out=out)
-    except (LatentoptError, RecordError, ConfigError) as err:
+    except LatentoptError as err:
         _fail(str(err))
     print(f"analysis: {out or args.run_dir}  {summary['headline']}")

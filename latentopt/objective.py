@@ -3,53 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import torch
 
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+from latentopt.responses import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, Array, evoked_response
 
-# Wang & Ponce 2026: response window 50-200 ms after image onset, baseline 0-45 ms.
-RESPONSE_WINDOW_MS = (50.0, 200.0)
-BASELINE_WINDOW_MS = (0.0, 45.0)
+# Re-exported for one release: the windows, the mask and the evoked response moved to
+# latentopt.responses; import them from there (``_window_mask`` is ``responses.window_mask``).
+from latentopt.responses import window_mask as _window_mask  # noqa: F401
 
-
-def _window_mask(edges: np.ndarray, window: tuple[float, float]) -> np.ndarray:
-    """Bins ``[edges[i], edges[i+1])`` lying inside ``window`` (ms)."""
-    lo, hi = float(window[0]), float(window[1])
-    mask = (edges[:-1] >= lo - 1e-9) & (edges[1:] <= hi + 1e-9)
-    if not mask.any():
-        raise ValueError(f"no time bin lies inside the window {lo:g}-{hi:g} ms (bin edges {edges[0]:g}-{edges[-1]:g})")
-    return mask
-
-
-def evoked_response(
-    responses: Array,
-    time_bins_ms: np.ndarray | Sequence[float],
-    *,
-    response_window_ms: tuple[float, float] = RESPONSE_WINDOW_MS,
-    baseline_window_ms: tuple[float, float] | None = BASELINE_WINDOW_MS,
-) -> Array:
-    """Evoked response from time-binned responses: mean over the response window minus the baseline.
-
-    Args:
-        responses: ``(n, channels, time_bins)`` (spike counts or rates per bin).
-        time_bins_ms: ``(time_bins + 1,)`` bin edges in ms from image onset.
-        response_window_ms: ``(start, end)`` ms; bins wholly inside it are averaged.
-        baseline_window_ms: ``(start, end)`` ms subtracted (same averaging), or None.
-
-    Returns:
-        ``(n, channels)`` in the unit of ``responses`` per bin.
-    """
-    edges = np.asarray(time_bins_ms, dtype=np.float64).reshape(-1)
-    if responses.ndim != 3 or edges.shape[0] != responses.shape[2] + 1:
-        raise ValueError(f"responses {tuple(responses.shape)} do not fit {edges.shape[0]} bin edges")
-    evoked = responses[..., _window_mask(edges, response_window_ms)].mean(2)
-    if baseline_window_ms is not None:
-        evoked = evoked - responses[..., _window_mask(edges, baseline_window_ms)].mean(2)
-    return evoked
+__all__ = ["BASELINE_WINDOW_MS", "RESPONSE_WINDOW_MS", "Array", "Objective", "evoked_response"]
 
 
 class Objective(ABC):
@@ -72,7 +36,7 @@ class Objective(ABC):
         Args:
             responses: ``(n, channels)`` or ``(n, channels, time_bins)``. Time-binned responses
                 become the evoked response (``response_window_ms`` minus ``baseline_window_ms``,
-                see :func:`evoked_response`) when ``time_bins_ms`` is given, else their mean.
+                see :func:`latentopt.responses.evoked_response`) when ``time_bins_ms`` is given, else their mean.
             time_bins_ms: ``(time_bins + 1,)`` bin edges in ms (the subject's ``time_bins_ms``).
 
         Returns:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from latentopt.checks import ConfigError
+from latentopt.errors import LatentoptError
 
 NAN_POLICIES = ("worst", "drop", "carry")
 
@@ -36,7 +37,7 @@ WhiteBox = Callable[[Any], Any]
 """``codes`` (n, d) float32 torch tensor -> noise-free scores (n,) torch tensor, differentiable."""
 
 
-class OptimizerError(RuntimeError):
+class OptimizerError(LatentoptError, RuntimeError):
     """The optimizer cannot go on (misuse of ask/tell, or a broken library underneath)."""
 
 
@@ -65,7 +66,7 @@ class Optimizer(ABC):
             raise ValueError(f"{type(self).__name__}: initial_codes must be (n, d), got {codes.shape}")
         if nan_policy not in self.supported_nan_policies:
             raise ConfigError(
-                f"{type(self).__name__}: nan_policy must be one of {self.supported_nan_policies}, "
+                f"optimizer.nan_policy: {type(self).__name__} supports {', '.join(self.supported_nan_policies)}, "
                 f"got {nan_policy!r}"
             )
         self.dim = int(codes.shape[1])

@@ -11,18 +11,22 @@ distribution's entry point in the group ``latentopt``) implements any of:
 * ``latentopt_register_config_searchpath(register)``
 
 Component hooks call ``register(name, factory)``; ``factory(**kwargs)`` builds the component from the
-keyword arguments of its Hydra config. The search-path hook calls ``register("pkg://package.conf")``
+keyword arguments of its Hydra config (an experiment's ``factory(config, assembly)`` gets the plain
+config dict and the assembled components). The search-path hook calls ``register("pkg://package.conf")``
 for a folder holding ``<group>/<name>.yaml`` files. Two providers of one name are an error naming both.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+
+from latentopt.errors import LatentoptError
 
 PROJECT = "latentopt"
 GROUPS = ("generators", "subjects", "objectives", "optimizers", "experiments")
@@ -40,7 +44,7 @@ DEFAULT_PLUGINS = (
 )
 
 
-class PluginError(RuntimeError):
+class PluginError(LatentoptError, RuntimeError):
     """A plugin could not be registered or a component name is unknown."""
 
 
@@ -102,17 +106,63 @@ class Registry:
             raise PluginError(f"no {group[:-1]} named {name!r} is installed (known: {known})") from None
 
     def build(self, group: str, name: str, /, *args: Any, **kwargs: Any) -> Any:
-        """Build a component; a bad keyword gives an error naming the component and the keyword."""
+        """Build a component: ``factory(*args, **kwargs)`` of the component ``name`` of ``group``.
+
+        The arguments are bound to the factory's signature first, so a keyword the factory does not
+        take (a typo in the config) or a missing required one is a :class:`PluginError` naming the
+        component and the keyword; a ``TypeError`` raised inside the factory is a bug and propagates.
+
+        Raises:
+            PluginError: unknown group or name, or arguments that do not fit the factory's signature.
+        """
         component = self.get(group, name)
-        try:
-            return component.factory(*args, **kwargs)
-        except TypeError as err:
-            if "unexpected keyword argument" in str(err) or "required" in str(err):
-                raise PluginError(f"{group[:-1]} {name!r}: {err}") from err
-            raise
+        problem = argument_problem(component.factory, args, kwargs)
+        if problem is not None:
+            raise PluginError(f"{group[:-1]} {name!r}: {problem}")
+        return component.factory(*args, **kwargs)
 
     def names(self, group: str) -> list[str]:
         return sorted(self.components[group])
+
+
+def argument_problem(factory: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """Why ``factory(*args, **kwargs)`` does not fit the factory's signature, or None when it does.
+
+    A factory without an inspectable signature (some C callables) is given the benefit of the doubt;
+    one taking ``**kwargs`` accepts any keyword.
+    """
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        return _explain_bind(signature, args, kwargs) or str(err)
+    return None
+
+
+def _explain_bind(signature: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
+    """One line naming the first keyword that does not fit (unexpected, given twice, missing)."""
+    kind = inspect.Parameter
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD)]
+    if len(args) > len(positional) and not any(p.kind is kind.VAR_POSITIONAL for p in params):
+        return f"takes {len(positional)} positional argument(s), got {len(args)}"
+    by_position = {p.name for p in positional[: len(args)]}
+    keywords = [p.name for p in params if p.kind in (kind.POSITIONAL_OR_KEYWORD, kind.KEYWORD_ONLY)]
+    accepted = ", ".join(k for k in keywords if k not in by_position) or "none"
+    any_keyword = any(p.kind is kind.VAR_KEYWORD for p in params)
+    for key in kwargs:
+        if key in by_position:
+            return f"{key!r} is given twice (by position and as a keyword)"
+        if key not in keywords and not any_keyword:
+            return f"unexpected keyword {key!r} (accepted: {accepted})"
+    for p in params:
+        required = p.default is p.empty and p.kind not in (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)
+        if required and p.name not in by_position and p.name not in kwargs:
+            return f"missing required {p.name!r}"
+    return None
 
 
 def get_plugin_manager(*, entry_points: bool = True) -> pluggy.PluginManager:

@@ -20,8 +20,10 @@ from typing import IO, Any
 
 import numpy as np
 
+from latentopt.errors import LatentoptError
 
-class RecordError(RuntimeError):
+
+class RecordError(LatentoptError, RuntimeError):
     """A run folder is missing, damaged, or would be overwritten."""
 
 

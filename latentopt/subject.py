@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.errors import LatentoptError
 
-class SubjectUnavailable(RuntimeError):
+
+class SubjectUnavailable(LatentoptError, RuntimeError):
     """The subject cannot respond now (e.g. a rig sent no response before its timeout).
 
     Raised from :meth:`Subject.respond`; the generation in flight is not recorded, so the run stops

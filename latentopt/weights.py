@@ -23,18 +23,28 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from latentopt.errors import LatentoptError
+
 WEIGHTS_DIR_ENV = "LATENTOPT_WEIGHTS_DIR"
 DEFAULT_WEIGHTS_DIR = Path("~/.cache/latentopt/weights")
 _CHUNK = 1 << 20  # 1 MiB reads: progress updates often enough, few syscalls
 _TRANSIENT_HTTP = (429, 500, 502, 503, 504)  # answers that say "try again later", retried like a cut
 
 
-class WeightsError(RuntimeError):
+class WeightsError(LatentoptError, RuntimeError):
     """A weight file is missing, malformed or does not match the network."""
 
 
 class DownloadError(WeightsError):
     """A download failed or produced a file of the wrong size or hash."""
+
+
+class WeightsUnavailable(WeightsError):
+    """A network's weights are not on this machine and could not be downloaded (or downloads are off).
+
+    One class for every plugin (BigGAN, DeePSim, ...); the message says which file to get and where
+    to put it.
+    """
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> Any:

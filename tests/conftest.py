@@ -38,3 +38,20 @@ def run_cli(args: list[str], *, entry: str = "main", timeout: float = 300,
 @pytest.fixture
 def tiny_args() -> list[str]:
     return list(TINY)
+
+
+def plugin_env(folder: Path, source: str, *, dist: str = "rogue") -> dict[str, str]:
+    """The environment of a subprocess in which ``source`` is an installed plugin.
+
+    Writes the module ``<dist>_plugin`` and ``<dist>-0.1.dist-info`` (entry point ``<dist>`` in the group
+    ``latentopt``) into ``folder`` and puts ``folder`` first on ``PYTHONPATH``: importlib.metadata
+    finds it like any installed distribution.
+    """
+    (folder / f"{dist}_plugin.py").write_text(source)
+    info = folder / f"{dist}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[latentopt]\n{dist} = {dist}_plugin\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(folder), env.get("PYTHONPATH", "")) if p)
+    return env

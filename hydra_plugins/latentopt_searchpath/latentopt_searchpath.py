@@ -7,7 +7,14 @@ from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 class LatentoptSearchPathPlugin(SearchPathPlugin):
     def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
-        from latentopt.plugins import default_registry
+        from latentopt.plugins import PluginError, default_registry
 
-        for path, plugin in default_registry().searchpaths:
+        try:
+            registry = default_registry()
+        except PluginError:
+            # A name collision (or a plugin that fails to register): Hydra calls this during its own
+            # start-up, where an exception is a traceback. The latentopt commands report the error in
+            # one line before Hydra starts; here the search path is left as it is.
+            return
+        for path, plugin in registry.searchpaths:
             search_path.append(provider=plugin, path=path)

@@ -26,7 +26,7 @@ class SingleUnit(Objective):
 
     def _score(self, responses: Array) -> Array:
         if self.unit >= responses.shape[1]:
-            raise ValueError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
+            raise ConfigError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
         return responses[:, self.unit]
 
     def check_channels(self, n_channels: int) -> None:
@@ -60,7 +60,7 @@ class MeanUnits(Objective):
         if self.units is None:
             return responses.mean(1)
         if max(self.units) >= responses.shape[1]:
-            raise ValueError(f"objective.units={self.units} but the subject has {responses.shape[1]} channel(s)")
+            raise ConfigError(f"objective.units={self.units} but the subject has {responses.shape[1]} channel(s)")
         return responses[:, self.units].mean(1)
 
     def check_channels(self, n_channels: int) -> None:

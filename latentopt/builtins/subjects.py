@@ -47,7 +47,7 @@ def load_efficientnet_lite0(weights: str | None = None) -> torch.nn.Module:
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"subject.weights: no file at {weights}") from None
+        raise ConfigError(f"subject.weights: no file at {weights}") from None
     except Exception as err:  # weights_only refuses pickles (UnpicklingError); torch also raises zip/runtime errors
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"subject.weights: {weights} is not a torch state dict of tensors ({first})") from None

@@ -18,16 +18,12 @@ from typing import Any
 import torch
 
 from latentopt.checks import ConfigError
-from latentopt.weights import WeightsError, read_state_dict
+from latentopt.weights import WeightsError, WeightsUnavailable, read_state_dict
 from latentopt.weights import check_state_dict as check_shapes
 
 RESOLUTIONS = {"biggan-deep-128": 128, "biggan-deep-256": 256, "biggan-deep-512": 512}
 CACHE_ENV = "PYTORCH_PRETRAINED_BIGGAN_CACHE"
 N_CLASSES = 1000
-
-
-class WeightsUnavailable(WeightsError):
-    """The BigGAN weights are not on this machine and could not be downloaded."""
 
 
 def check_model_name(model: str) -> int:

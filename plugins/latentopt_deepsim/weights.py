@@ -16,17 +16,20 @@ from typing import Any
 
 import torch
 
-from latentopt.weights import DownloadError, WeightsError, download, read_state_dict, weights_dir
+from latentopt.weights import (
+    DownloadError,
+    WeightsError,
+    WeightsUnavailable,
+    download,
+    read_state_dict,
+    weights_dir,
+)
 from latentopt.weights import check_state_dict as check_shapes
 from latentopt_deepsim.architecture import VARIANTS, Variant, get_variant
 
 REPOSITORY = "binxu/DeePSim_DosovitskiyBrox2016"
 URL_ENV = "LATENTOPT_DEEPSIM_URL"  # override of the URL template, e.g. a lab mirror
 URL_TEMPLATE = f"https://huggingface.co/{REPOSITORY}/resolve/main/upconvGAN_{{variant}}.pt"
-
-
-class WeightsUnavailable(WeightsError):
-    """The weight file is not on this machine and could not be downloaded."""
 
 
 def file_name(variant: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.errors import LatentoptError
 from latentopt_rig import limits
 from latentopt_rig.matlab73 import is_hdf5, read_numeric, read_strings, write_mat73
 
@@ -38,7 +39,7 @@ CSV_END = "# end"
 RESPONSE_SUFFIXES = (".mat", ".h5", ".npz", ".csv")
 
 
-class ResponseFileError(ValueError):
+class ResponseFileError(LatentoptError, ValueError):
     """A response file is damaged, incomplete, too large inside, or not in a known format."""
 
 

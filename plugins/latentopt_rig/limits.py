@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from latentopt.errors import LatentoptError
+
 MAX_TRIALS = 100_000
 MAX_CHANNELS = 4096
 MAX_BINS = 10_000
@@ -31,7 +33,7 @@ MAX_ABS_VALUE = 1e9
 _INFLATE_STEP = 1 << 20
 
 
-class BoundError(ValueError):
+class BoundError(LatentoptError, ValueError):
     """A response file declares more than the bounds allow."""
 
 

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentopt.objective import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_response
+from latentopt.checks import ConfigError
+from latentopt.responses import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_response
 from latentopt.subject import Subject
 from latentopt_rig.exchange import read_manifest
 from latentopt_rig.formats import FORMAT_SUFFIX, RESPONSE_SUFFIXES, TrialResponses, encode_responses
@@ -41,7 +42,9 @@ UNUSABLE_FAULTS = ("truncated", "corrupt")
 
 
 class SimulatedRestart(Exception):
-    """The simulator 'crashes' (fault ``restart``); its supervisor starts a fresh one."""
+    """The simulator 'crashes' (fault ``restart``); its supervisor starts a fresh one.
+
+    Control flow inside the simulator, caught by :func:`serve`: not a ``LatentoptError``."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {self.kind!r}; faults are {', '.join(FAULT_KINDS)}")
+            raise ConfigError(f"--fault: unknown fault {self.kind!r}; faults are {', '.join(FAULT_KINDS)}")
 
     @classmethod
     def parse(cls, text: str) -> Fault:
@@ -61,7 +64,11 @@ class Fault:
         kind, _, where = text.partition("@")
         if where in ("", "all"):
             return cls(kind.strip())
-        return cls(kind.strip(), frozenset(int(b) for b in where.split(",")))
+        try:
+            blocks = frozenset(int(b) for b in where.split(","))
+        except ValueError:
+            raise ConfigError(f"--fault {text}: generations are 'all' or integers separated by commas") from None
+        return cls(kind.strip(), blocks)
 
     def applies(self, generation: int, attempt: int) -> bool:
         return attempt == 0 and (self.blocks is None or generation in self.blocks)
@@ -92,10 +99,10 @@ class SimSettings:
 
     def __post_init__(self) -> None:
         if self.protocol not in ("xdream", "native"):
-            raise ValueError(f"protocol must be xdream or native, got {self.protocol!r}")
+            raise ConfigError(f"--protocol must be xdream or native, got {self.protocol!r}")
         if self.fmt not in FORMAT_SUFFIX or (self.protocol == "xdream" and FORMAT_SUFFIX[self.fmt] != ".mat"):
-            raise ValueError(f"format {self.fmt!r} does not fit protocol {self.protocol} "
-                             "(xdream: mat73 | mat5; native: h5 | npz | csv | mat73 | mat5)")
+            raise ConfigError(f"--format: format {self.fmt!r} does not fit protocol {self.protocol} "
+                              "(xdream: mat73 | mat5; native: h5 | npz | csv | mat73 | mat5)")
 
     @property
     def bin_edges_ms(self) -> np.ndarray:

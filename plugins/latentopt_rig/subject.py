@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentopt.objective import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, evoked_response
+from latentopt.checks import ConfigError, finite_number, integer
+from latentopt.responses import BASELINE_WINDOW_MS, RESPONSE_WINDOW_MS, check_window, evoked_response
 from latentopt.subject import Subject
 from latentopt_rig.channels import COMBINE, channel_name, load_area_table, select_channels
 from latentopt_rig.exchange import (
@@ -49,6 +50,7 @@ from latentopt_rig.exchange import (
     write_block,
 )
 from latentopt_rig.formats import RESPONSE_SUFFIXES, ResponseFileError, TrialResponses
+from latentopt_rig.limits import MAX_CHANNELS
 from latentopt_rig.session import (
     FolderState,
     claim_folder,
@@ -58,7 +60,7 @@ from latentopt_rig.session import (
     save_run_session,
     session_of,
 )
-from latentopt_rig.waiting import Arrival, WaitPolicy, wait_for_response
+from latentopt_rig.waiting import ON_TIMEOUT, Arrival, WaitPolicy, wait_for_response
 
 logger = logging.getLogger("latentopt_rig")
 PROTOCOLS = {"xdream": (".mat",), "native": RESPONSE_SUFFIXES}
@@ -73,6 +75,18 @@ def _unusable(label: str, name: str, error: str, kept: str) -> str:
     """The operator line for an unusable response file (the error may already start with the name)."""
     error = " ".join(error.split()).removeprefix(f"{name}: ")
     return f"block {label}: {name} is unusable ({error}); {kept}"
+
+
+def _exchange_folder(exchange: Any) -> Path:
+    """``subject.exchange`` as a folder, created if missing; a ConfigError naming the key otherwise."""
+    if isinstance(exchange, bool) or not isinstance(exchange, (str, Path)) or not str(exchange).strip():
+        raise ConfigError(f"subject.exchange must be a folder path, got {exchange!r}")
+    folder = Path(exchange)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"subject.exchange: cannot use {folder} as the exchange folder ({err.strerror})") from None
+    return folder
 
 
 class RigSubject(Subject):
@@ -96,6 +110,10 @@ class RigSubject(Subject):
         requeue_attempts: follow-up blocks per generation for images not shown.
         png_compression: zlib level of the PNG images: 0 (fastest: ~15 ms per block of 40, files of
             ~200 KB at 256 px) or 1-9 (Pillow, ~0.3 s or more per block, files 2-4x smaller).
+
+    Raises:
+        ConfigError: naming the ``subject.*`` key of an unusable value, before the exchange folder is
+            created or looked at.
     """
 
     live = True
@@ -123,14 +141,24 @@ class RigSubject(Subject):
         requeue_attempts: int = 2,
         png_compression: int = 0,
     ) -> None:
-        if protocol not in PROTOCOLS:
-            raise ValueError(f"subject.protocol must be one of {sorted(PROTOCOLS)}, got {protocol!r}")
-        if not_shown not in NOT_SHOWN or combine not in COMBINE:
-            raise ValueError(f"subject.not_shown must be in {NOT_SHOWN} and subject.combine in {COMBINE}")
-        if n_channels < 1 or requeue_attempts < 0:
-            raise ValueError("subject.n_channels must be >= 1 and subject.requeue_attempts >= 0")
-        self.exchange = Path(exchange)
-        self.exchange.mkdir(parents=True, exist_ok=True)
+        for key, value, choices in (("protocol", protocol, tuple(PROTOCOLS)), ("not_shown", not_shown, NOT_SHOWN),
+                                    ("combine", combine, COMBINE), ("on_timeout", on_timeout, ON_TIMEOUT)):
+            if not isinstance(value, str) or value not in choices:
+                raise ConfigError(f"subject.{key} must be one of {', '.join(choices)}, got {value!r}")
+        integer(n_channels, "subject.n_channels", minimum=1, maximum=MAX_CHANNELS)
+        integer(requeue_attempts, "subject.requeue_attempts", minimum=0)
+        integer(png_compression, "subject.png_compression", minimum=0, maximum=9)
+        max_file_bytes = int(finite_number(max_file_mb, "subject.max_file_mb", minimum=0.0) * (1 << 20))
+        self.response_window_ms = check_window(response_window_ms, "subject.response_window_ms")
+        self.baseline_window_ms = None if baseline_window_ms is None else check_window(
+            baseline_window_ms, "subject.baseline_window_ms")
+        self.policy = WaitPolicy(poll_s=poll_s, settle_s=settle_s, timeout_s=timeout_s, on_timeout=on_timeout,
+                                 corrupt_after_s=corrupt_after_s, message_every_s=message_every_s,
+                                 max_file_bytes=max(1, max_file_bytes))
+        self.protocol, self.n_channels_in_file = protocol, int(n_channels)
+        self.areas = load_area_table(channel_areas) if channel_areas else {}
+        self.channels = select_channels(channels, n_channels=self.n_channels_in_file, areas=self.areas, area=area)
+        self.exchange = _exchange_folder(exchange)
         self._folder: FolderState | RigProtocolError
         try:
             self._folder = inspect_folder(self.exchange)  # before this session writes anything
@@ -141,21 +169,10 @@ class RigSubject(Subject):
         self._claimed = False
         self._next_block: int | None = None
         self._generation = 0
-        self.protocol, self.n_channels_in_file = protocol, int(n_channels)
-        self.areas = load_area_table(channel_areas) if channel_areas else {}
-        self.channels = select_channels(channels, n_channels=self.n_channels_in_file, areas=self.areas, area=area)
         self.combine, self.area = combine, area
         names = [channel_name(c, self.areas) for c in self.channels]
         self.channel_names = names if combine == "separate" else [f"mean({','.join(names)})"]
-        self.response_window_ms = (float(response_window_ms[0]), float(response_window_ms[1]))
-        self.baseline_window_ms = None if baseline_window_ms is None else (
-            float(baseline_window_ms[0]), float(baseline_window_ms[1]))
-        self.policy = WaitPolicy(poll_s=poll_s, settle_s=settle_s, timeout_s=timeout_s, on_timeout=on_timeout,
-                                 corrupt_after_s=corrupt_after_s, message_every_s=message_every_s,
-                                 max_file_bytes=int(max_file_mb * (1 << 20)))
         self.not_shown, self.requeue_attempts = not_shown, int(requeue_attempts)
-        if not 0 <= png_compression <= 9:
-            raise ValueError(f"subject.png_compression must be in 0..9, got {png_compression}")
         self.png_compression = int(png_compression)
         self._extras: dict[str, Any] = {}
         self._closers: list[Callable[[], None]] = []

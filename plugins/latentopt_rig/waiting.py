@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from latentopt.checks import ConfigError, finite_number
 from latentopt.subject import SubjectUnavailable
 from latentopt_rig.formats import ResponseFileError, TrialResponses, read_response_bytes
 
@@ -55,13 +56,14 @@ class WaitPolicy:
     max_file_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
+        """Refuse unusable settings with a :class:`~latentopt.checks.ConfigError` naming the ``subject.*`` key."""
         if self.on_timeout not in ON_TIMEOUT:
-            raise ValueError(f"subject.on_timeout must be one of {ON_TIMEOUT}, got {self.on_timeout!r}")
+            raise ConfigError(f"subject.on_timeout must be one of {ON_TIMEOUT}, got {self.on_timeout!r}")
         for name in ("poll_s", "timeout_s", "corrupt_after_s", "message_every_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"subject.{name} must be > 0")
-        if self.settle_s < 0 or self.max_file_bytes < 1:
-            raise ValueError("subject.settle_s must be >= 0 and subject.max_file_mb > 0")
+            finite_number(getattr(self, name), f"subject.{name}", minimum=0.0)
+        finite_number(self.settle_s, "subject.settle_s", minimum=0.0, inclusive=True)
+        if isinstance(self.max_file_bytes, bool) or not isinstance(self.max_file_bytes, int) or self.max_file_bytes < 1:
+            raise ConfigError(f"subject.max_file_mb must be > 0 (max_file_bytes {self.max_file_bytes!r})")
 
 
 @dataclass

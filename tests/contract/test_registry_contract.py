@@ -52,3 +52,4 @@ def test_optimizer_contract(component):
 def test_every_group_has_components():
     for group, components in REGISTRY.components.items():
         assert components, f"no {group} registered"
+    assert {"evolve", "manifold"} <= set(REGISTRY.names("experiments"))

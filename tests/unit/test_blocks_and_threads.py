@@ -17,8 +17,8 @@ from latentopt.builtins.optimizers import RandomSearch
 from latentopt.cli import ConfigError, build_evolution, thread_specs
 from latentopt.experiment import Thread, operator_line
 from latentopt.experiments.evolve import Evolution
-from latentopt.objective import evoked_response
 from latentopt.records import RunWriter, load_generation, load_run
+from latentopt.responses import evoked_response
 from latentopt.subject import Subject
 
 EDGES = np.arange(0.0, 251.0, 10.0)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from latentopt.builtins.noise import NoiseModel, make_noise
 from latentopt.builtins.subjects import AREA_LAYERS, CNNUnitSubject, GaborV1Subject, load_efficientnet_lite0
+from latentopt.checks import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,10 @@ def test_wrong_weights_file_is_a_clear_error(tmp_path):
     sd.pop("_fc.bias")
     bad = tmp_path / "bad.pth"
     torch.save(sd, bad)
-    with pytest.raises(ValueError, match=r"bad.pth does not fit EfficientNet-Lite0.*_fc.bias"):
+    with pytest.raises(ConfigError, match=r"bad.pth does not fit EfficientNet-Lite0.*_fc.bias"):
         load_efficientnet_lite0(str(bad))
+    with pytest.raises(ConfigError, match=r"^subject\.weights: no file at .*missing\.pth$"):
+        load_efficientnet_lite0(str(tmp_path / "missing.pth"))
 
 
 def test_area_presets_and_readout_match_the_module_output(chelsea):

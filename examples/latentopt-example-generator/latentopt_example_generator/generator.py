@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.checks import integer
 from latentopt.generator import Generator
 from latentopt.runtime import resolve_device
 
@@ -27,12 +28,12 @@ class BlobsGenerator(Generator):
     differentiable = True
 
     def __init__(self, *, n_blobs: int = 8, image_size: int = 128, batch_size: int = 40, device: str = "auto") -> None:
-        if n_blobs < 1 or image_size < 8:
-            raise ValueError(f"n_blobs must be >= 1 and image_size >= 8, got {n_blobs}, {image_size}")
-        self.n_blobs = int(n_blobs)
+        # A bad value is a ConfigError naming its key: the command line prints it as one line.
+        self.n_blobs = integer(n_blobs, "generator.n_blobs", minimum=1, maximum=1024)
         self.latent_dim = 6 * self.n_blobs
-        self.image_size = (int(image_size), int(image_size))
-        self.batch_size = int(batch_size)
+        side = integer(image_size, "generator.image_size", minimum=8, maximum=4096)
+        self.image_size = (side, side)
+        self.batch_size = integer(batch_size, "generator.batch_size", minimum=1)
         self.device = resolve_device(device)
         axis = torch.linspace(-1.0, 1.0, image_size, device=self.device)
         self._y, self._x = torch.meshgrid(axis, axis, indexing="ij")

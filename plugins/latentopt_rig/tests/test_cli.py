@@ -54,6 +54,9 @@ def test_rigsim_refuses_bad_options(tmp_path: Path) -> None:
 
     bad_fault = rigsim("--fault", "meteor@1")
     assert bad_fault.returncode == 2 and "unknown fault 'meteor'" in bad_fault.stderr
+    bad_generations = rigsim("--fault", "missing@one")
+    assert bad_generations.returncode == 2 and bad_generations.stderr.strip() == (
+        "latentopt-rigsim: error: --fault missing@one: generations are 'all' or integers separated by commas")
     bad_format = rigsim("--protocol", "xdream", "--format", "csv")
     assert bad_format.returncode == 2 and "does not fit protocol xdream" in bad_format.stderr
     bad_subject = rigsim("--subject", "nobody")

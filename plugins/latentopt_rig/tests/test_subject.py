@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from latentopt.checks import ConfigError
 from latentopt.records import load_generation, load_run
 from latentopt_rig.drill import FAST_WAIT, rig_evolution
 from latentopt_rig.exchange import stimulus_id
@@ -34,6 +35,48 @@ def test_channels_areas_and_mean(tmp_path: Path) -> None:
         RigSubject(exchange=tmp_path / "y", n_channels=4, channels=[7])
     with pytest.raises(ValueError, match="no selected channel"):
         RigSubject(exchange=tmp_path / "z", n_channels=4, channel_areas=str(table), area="IT")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"protocol": "matlab"}, r"^subject\.protocol must be one of xdream, native, got 'matlab'$"),
+    ({"combine": "max"}, r"^subject\.combine must be one of separate, mean, got 'max'$"),
+    ({"not_shown": "skip"}, r"^subject\.not_shown must be one of requeue, nan, got 'skip'$"),
+    ({"on_timeout": "never"}, r"^subject\.on_timeout must be one of stop, wait, got 'never'$"),
+    ({"n_channels": "4"}, r"^subject\.n_channels must be an integer, got '4'$"),
+    ({"n_channels": 0}, r"^subject\.n_channels must be in \[1, 4096\], got 0$"),
+    ({"requeue_attempts": -1}, r"^subject\.requeue_attempts must be >= 0, got -1$"),
+    ({"png_compression": 12}, r"^subject\.png_compression must be in \[0, 9\], got 12$"),
+    ({"max_file_mb": 0}, r"^subject\.max_file_mb must be > 0, got 0$"),
+    ({"poll_s": "fast"}, r"^subject\.poll_s must be a finite number, got 'fast'$"),
+    ({"settle_s": -0.1}, r"^subject\.settle_s must be >= 0, got -0\.1$"),
+    ({"response_window_ms": [200, 50]}, r"^subject\.response_window_ms: the start must be before the end"),
+    ({"baseline_window_ms": [0]}, r"^subject\.baseline_window_ms must be \[start, end\] in ms, got \[0\]$"),
+    ({"channels": [0, "x"]}, r"^subject\.channels must be an integer, got 'x'$"),
+    ({"channels": "first"}, r"^subject\.channels: 'all', an index or a list of indices, got 'first'$"),
+    ({"channel_areas": 3}, r"^subject\.channel_areas must be the path of a CSV file, got 3$"),
+])
+def test_bad_subject_values_are_config_errors_naming_the_key(tmp_path: Path, kwargs, message) -> None:
+    """Every key is checked before the exchange folder is created or inspected."""
+    with pytest.raises(ConfigError, match=message):
+        RigSubject(exchange=tmp_path / "x", **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_exchange_and_area_table_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"^subject\.exchange: cannot use .*file/sub as the exchange folder"):
+        RigSubject(exchange=tmp_path / "file" / "sub")
+    with pytest.raises(ConfigError, match=r"^subject\.exchange must be a folder path, got 5$"):
+        RigSubject(exchange=5)
+    table = tmp_path / "areas.csv"
+    table.write_text("channel,area\n0,V1\nfour,V4\n")
+    with pytest.raises(ConfigError, match=r"^subject\.channel_areas: .*areas\.csv line 3: expected <channel index>"):
+        RigSubject(exchange=tmp_path / "x", n_channels=4, channel_areas=str(table))
+    table.write_text("channel,area\n0,V1\n0,V4\n")
+    with pytest.raises(ConfigError, match=r"^subject\.channel_areas: .*areas\.csv lists channel 0 twice$"):
+        RigSubject(exchange=tmp_path / "x", n_channels=4, channel_areas=str(table))
+    with pytest.raises(ConfigError, match=r"^subject\.channel_areas: no file at .*nowhere\.csv$"):
+        RigSubject(exchange=tmp_path / "x", channel_areas=str(tmp_path / "nowhere.csv"))
 
 
 def test_psth_uses_response_minus_baseline_window(tmp_path: Path) -> None:
