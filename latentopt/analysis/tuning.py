@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from latentopt.analysis.kent import fit_kent
 from latentopt.analysis.sphere import average_poles, grid_directions
 from latentopt.analysis.statistics import anova_oneway, split_half_reliability
