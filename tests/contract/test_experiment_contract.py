@@ -133,9 +133,9 @@ def test_a_third_party_experiment_gets_records_resume_and_provenance(third_party
     assert [str(i) for i in record.block(2).image_ids] == ["axis_008"]
 
 
-def test_an_unknown_experiment_name_is_one_config_error(tmp_path):
+def test_an_unknown_experiment_name_is_one_error_naming_the_known_ones(tmp_path):
     from latentopt.assembly import build_experiment
-    from latentopt.checks import ConfigError
+    from latentopt.plugins import PluginError
 
-    with pytest.raises(ConfigError, match=r"no experiment named 'tunning'.*evolve.*manifold"):
+    with pytest.raises(PluginError, match=r"no experiment named 'tunning'.*evolve.*manifold"):
         build_experiment({**TINY, "experiment": {"name": "tunning"}})
