@@ -101,7 +101,9 @@ class Registry:
             return component.factory(*args, **kwargs)
         except TypeError as err:
             if "unexpected keyword argument" in str(err) or "required" in str(err):
-                raise PluginError(f"{group[:-1]} {name!r}: {err}") from err
+                from latentopt.renames import renamed_key_hint
+
+                raise PluginError(f"{group[:-1]} {name!r}: {renamed_key_hint(group, str(err)) or err}") from err
             raise
 
     def names(self, group: str) -> list[str]:
