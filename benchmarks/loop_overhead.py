@@ -65,7 +65,7 @@ def main() -> None:
                 "median_forward_only_s": statistics.median(forward),
                 "median_ratio_generation_over_forward": statistics.median(ratio),
                 "ratio_of_medians": statistics.median(loop) / statistics.median(forward),
-                "optimizer": thread.optimizer.describe(),
+                "optimizer": thread.optimizer.provenance(),
                 "runtime": runtime_info(),
                 "versions": library_versions(),
             },

@@ -5,9 +5,9 @@ as the CLI builds it, and runs ``--generations`` generations of ask + tell on a 
 Each config runs in its own process (so peak RSS is its own). Prints per-generation median, 95th
 percentile and worst time, the size of ``state_dict()`` as the run records save it (npz), the peak
 RSS of the process, and the versions of torch, cma and nevergrad; writes the table as CSV and the
-resolved settings (``describe()``) as JSON next to it.
+resolved settings (``provenance()``) as JSON next to it.
 
-    python benchmarks/optimizer_step.py [--dim 4096] [--population 40] [--generations 100]
+    python benchmarks/optimizer_step.py [--dim 4096] [--population-size 40] [--generations 100]
         [--only sep_cma cmaes] [--out benchmarks/results/optimizer_step]
 
 Target for the suite's default CMA (``sep_cma``): median <= 10 ms, worst <= 50 ms, state <= 50 MB.
@@ -60,7 +60,7 @@ def synthetic_metric(dim: int, rank: int, folder: Path) -> str:
 
 
 def measure(
-    config: str, kwargs: dict[str, Any], dim: int, population: int, generations: int, metric: str
+    config: str, kwargs: dict[str, Any], dim: int, population_size: int, generations: int, metric: str
 ) -> dict[str, Any]:
     """Build one optimizer and time its generations; runs in a child process."""
     from latentopt.plugins import default_registry
@@ -68,12 +68,12 @@ def measure(
 
     kwargs = dict(kwargs)
     name = kwargs.pop("name")
-    kwargs.pop("population_size", None)  # as the CLI: the number of initial codes is the population
+    kwargs.pop("population_size", None)  # as the CLI: population_size initial codes are drawn
     if kwargs.get("metric") == "???":
         kwargs["metric"] = metric
     rng = np.random.default_rng(0)
     target = rng.standard_normal(dim)
-    initial = rng.standard_normal((population, dim)).astype(np.float32)
+    initial = rng.standard_normal((population_size, dim)).astype(np.float32)
     t0 = time.perf_counter()
     optimizer = default_registry().build("optimizers", name, initial, seed=0, **kwargs)
     build_s = time.perf_counter() - t0
@@ -101,7 +101,7 @@ def measure(
         "state_mb": state_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "best_score": float(optimizer.best[1]) if optimizer.best else float("nan"),
-        "describe": optimizer.describe(),
+        "provenance": optimizer.provenance(),
     }
 
 
@@ -117,7 +117,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dim", type=int, default=4096)
-    parser.add_argument("--population", type=int, default=40)
+    parser.add_argument("--population-size", type=int, default=40)
     parser.add_argument("--generations", type=int, default=100)
     parser.add_argument("--only", nargs="*", default=None, help="config names to run")
     parser.add_argument("--out", default="benchmarks/results/optimizer_step")
@@ -126,7 +126,7 @@ def main() -> None:
     names = args.only or list(configs)
     versions = library_versions()
     print("versions:", ", ".join(f"{k} {v}" for k, v in versions.items()), f"| cpus {mp.cpu_count()}")
-    print(f"d = {args.dim}, λ = {args.population}, {args.generations} generations of ask + tell per config")
+    print(f"d = {args.dim}, λ = {args.population_size}, {args.generations} generations of ask + tell per config")
     rows = []
     context = mp.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,7 +135,7 @@ def main() -> None:
             queue = context.Queue()
             child = context.Process(
                 target=_child,
-                args=(queue, config, configs[config], args.dim, args.population, args.generations, metric),
+                args=(queue, config, configs[config], args.dim, args.population_size, args.generations, metric),
             )
             child.start()
             row = queue.get()
@@ -168,7 +168,7 @@ def report(rows: list[dict[str, Any]], versions: dict[str, str], args: argparse.
     settings = {
         "versions": versions,
         "dim": args.dim,
-        "population": args.population,
+        "population_size": args.population_size,
         "generations": args.generations,
         "rows": rows,
     }

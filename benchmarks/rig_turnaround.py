@@ -66,7 +66,7 @@ def main() -> None:
         "--optimizer", choices=("sep_cma", "cmaes"), default="sep_cma" if "sep_cma" in optimizers else "cmaes"
     )
     parser.add_argument("--blocks", type=int, default=12, help="generations; the first 2 are warm-up")
-    parser.add_argument("--population", type=int, default=40)
+    parser.add_argument("--population-size", type=int, default=40)
     parser.add_argument("--poll-s", type=float, default=0.025, help="subject.poll_s (config default 0.025)")
     parser.add_argument("--settle-s", type=float, default=0.1, help="subject.settle_s (config default 0.1)")
     parser.add_argument("--png-compression", type=int, default=0, help="subject.png_compression (default 0)")
@@ -92,7 +92,7 @@ def main() -> None:
         )
         try:
             generator = make_generator(args.generator, tmp)
-            initial = generator.initial_codes(args.population, rng=np.random.default_rng(0))
+            initial = generator.initial_codes(args.population_size, rng=np.random.default_rng(0))
             kwargs: dict[str, Any] = {"diagonal": True, "sigma0": 1.0} if args.optimizer == "cmaes" else {}
             optimizer = default_registry().build("optimizers", args.optimizer, initial, seed=0, **kwargs)
             subject = RigSubject(
@@ -129,7 +129,7 @@ def main() -> None:
     median = statistics.median(r["turnaround_s"] for r in measured)
     summary = {
         "generator": args.generator,
-        "population": args.population,
+        "population_size": args.population_size,
         "blocks_measured": len(measured),
         "poll_s": args.poll_s,
         "settle_s": args.settle_s,
@@ -142,7 +142,7 @@ def main() -> None:
         "median_generator_s": statistics.median(r["generator_s"] for r in measured),
         "median_noticed_s": statistics.median(r["noticed_s"] for r in measured),
         "median_optimizer_s": statistics.median(r["optimizer_s"] for r in measured),
-        "optimizer": optimizer.describe(),
+        "optimizer": optimizer.provenance(),
         "versions": library_versions(),
         "runtime": runtime_info(),
     }
@@ -159,7 +159,7 @@ def main() -> None:
             f"{r['optimizer_s']:.3f} |"
         )
     print(
-        f"\n{args.generator}, {args.optimizer}, {args.population} images, poll {args.poll_s} s, settle "
+        f"\n{args.generator}, {args.optimizer}, {args.population_size} images, poll {args.poll_s} s, settle "
         f"{args.settle_s} s, png level {args.png_compression}: median turnaround {median:.3f} s over "
         f"{len(measured)} blocks (target <= 1 s); "
         f"without the generator's forward pass {summary['median_turnaround_minus_generator_s']:.3f} s"

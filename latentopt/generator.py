@@ -75,8 +75,11 @@ class Generator(ABC):
         return images
 
     def provenance(self) -> dict[str, Any]:
-        """What a run records about this generator (weights file, hash, ...)."""
-        return {}
+        """What a run records about this generator: ``{"class": <class name>, <settings, weights file, hash>...}``.
+
+        JSON-serialisable; subclasses extend ``super().provenance()`` so ``"class"`` comes first.
+        """
+        return {"class": type(self).__name__}
 
     def close(self) -> None:
         """Release resources (files, hooks). Safe to call twice."""
@@ -126,7 +129,7 @@ class FixedSubspace(Generator):
         return self.base._generate(self.expand(codes))
 
     def provenance(self) -> dict[str, Any]:
-        return {**self.base.provenance(), "free_dims": int(self.free.size)}
+        return {**super().provenance(), "free_dims": int(self.free.size), "base": self.base.provenance()}
 
     def close(self) -> None:
         self.base.close()

@@ -57,13 +57,10 @@ class Objective(ABC):
     def check_channels(self, n_channels: int) -> None:
         """Raise a :class:`~latentopt.checks.ConfigError` unless the objective can score ``n_channels`` channels.
 
-        Called once when an experiment is built, so a unit beyond the subject's channels fails before
-        any generation is shown. The default accepts any number.
+        Called once when an experiment is built, so a channel beyond the subject's channels fails
+        before any generation is shown. The default accepts any number.
         """
 
     def provenance(self) -> dict[str, Any]:
-        """What a run records about this component (until the describe -> provenance rename lands)."""
-        return self.describe()
-
-    def describe(self) -> dict[str, Any]:
-        return {}
+        """What a run records about this objective: ``{"class": <class name>, <settings>...}`` (JSON-serialisable)."""
+        return {"class": type(self).__name__}

@@ -32,6 +32,8 @@ from latentopt.checks import ConfigError
 from latentopt.errors import LatentoptError
 
 NAN_POLICIES = ("worst", "drop", "carry")
+INIT_MEANS = ("codes", "zero")
+"""Values of every optimizer's ``init_mean`` setting: the mean of the initial codes, or the origin."""
 
 WhiteBox = Callable[[Any], Any]
 """``codes`` (n, d) float32 torch tensor -> noise-free scores (n,) torch tensor, differentiable."""
@@ -45,8 +47,9 @@ class Optimizer(ABC):
     """Base class of every optimizer.
 
     Args:
-        initial_codes: ``(n, d)`` float32 starting codes drawn by the generator; their number is
-            the default population size and their mean the default centre.
+        initial_codes: ``(n, d)`` float32 starting codes drawn by the generator (``n`` is the
+            config's ``population_size``); optimizers with an ``init_mean`` setting start from
+            their mean (``codes``) or the origin (``zero``), see :func:`initial_mean`.
         seed: seed of the optimizer's own random stream.
         nan_policy: how NaN scores are handled, see the module docstring.
 
@@ -177,11 +180,11 @@ class Optimizer(ABC):
         self._pending, self._best_code, self._best_score = pending, best_code, best_score
 
     def provenance(self) -> dict[str, Any]:
-        """What a run records about this component (until the describe -> provenance rename lands)."""
-        return self.describe()
+        """What a run records about this optimizer: ``{"class": <class name>, <resolved settings>...}``.
 
-    def describe(self) -> dict[str, Any]:
-        """Resolved settings, recorded with every run and benchmark."""
+        JSON-serialisable; recorded with every run and benchmark. Subclasses extend
+        ``super().provenance()`` so ``"class"`` comes first.
+        """
         return {"class": type(self).__name__, "dim": self.dim, "nan_policy": self.nan_policy}
 
     def attach_white_box(self, white_box: WhiteBox) -> None:
@@ -211,6 +214,19 @@ class Optimizer(ABC):
 
     @abstractmethod
     def _load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def initial_mean(initial_codes: np.ndarray, init_mean: str) -> np.ndarray:
+    """Starting mean ``(d,)`` float64 from ``(n, d)`` initial codes: ``"codes"`` (their mean) or ``"zero"``.
+
+    Raises:
+        ConfigError: ``init_mean`` is neither (one line naming ``optimizer.init_mean``).
+    """
+    if init_mean == "codes":
+        return np.asarray(initial_codes, dtype=np.float64).mean(0)
+    if init_mean == "zero":
+        return np.zeros(np.shape(initial_codes)[1])
+    raise ConfigError(f"optimizer.init_mean must be one of {', '.join(INIT_MEANS)}, got {init_mean!r}")
 
 
 def _count(value: Any, key: str) -> int:

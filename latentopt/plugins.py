@@ -118,7 +118,9 @@ class Registry:
         component = self.get(group, name)
         problem = argument_problem(component.factory, args, kwargs)
         if problem is not None:
-            raise PluginError(f"{group[:-1]} {name!r}: {problem}")
+            from latentopt.renames import renamed_key_hint
+
+            raise PluginError(f"{group[:-1]} {name!r}: {renamed_key_hint(group, problem) or problem}")
         return component.factory(*args, **kwargs)
 
     def names(self, group: str) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from latentopt.checks import ConfigError
+from latentopt.renames import migrate_renamed_keys
 
 RESUMABLE_KEYS = ("experiment.generations", "experiment.budget", "progress", "device")
 """Keys any resume may change: when to stop, the progress bar, and where the networks run."""
@@ -34,7 +35,15 @@ def allowed_keys(cfg: DictConfig) -> tuple[str, ...]:
 
 
 def base_config(run_dir: Path) -> DictConfig:
-    """The run's effective config: the latest resume's ``effective_config``, else ``config.yaml``."""
+    """The run's effective config: the latest resume's ``effective_config``, else ``config.yaml``.
+
+    Keys renamed since the run was recorded are spelled the new way
+    (:func:`latentopt.renames.migrate_renamed_keys`).
+    """
+    return migrate_renamed_keys(_recorded_config(run_dir))
+
+
+def _recorded_config(run_dir: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(run_dir / "config.yaml")
     except Exception as err:  # yaml and omegaconf raise several types for a damaged file

@@ -94,8 +94,11 @@ class Subject(ABC):
         raise NotImplementedError(f"{type(self).__name__} is not differentiable")
 
     def provenance(self) -> dict[str, Any]:
-        """What a run records about this subject (weights, layer, noise, ...)."""
-        return {}
+        """What a run records about this subject: ``{"class": <class name>, <weights, layer, noise>...}``.
+
+        JSON-serialisable; subclasses extend ``super().provenance()`` so ``"class"`` comes first.
+        """
+        return {"class": type(self).__name__}
 
     def close(self) -> None:
         """Release resources (forward hooks, files). Safe to call twice."""

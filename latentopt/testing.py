@@ -8,7 +8,8 @@ Example (a plugin's test file)::
     def test_contract():
         check_generator(MyGenerator(device="cpu"))
 
-Each ``check_*`` raises ``AssertionError`` with a message naming what is wrong.
+Each ``check_*`` raises ``AssertionError`` with a message naming what is wrong. Every component's
+``provenance()`` (what a run records about it) must pass :func:`check_provenance`.
 
 Every registered component is contract-tested by latentopt's own suite through
 :func:`contract_instance`: a component class provides a ``contract_instance()`` classmethod that
@@ -18,6 +19,7 @@ builds a small, offline instance (generators, subjects, objectives), and optimiz
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,23 @@ from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer
 from latentopt.records import load_tree, tree_to_npz_bytes
 from latentopt.subject import Subject
+
+
+def check_provenance(component: Any) -> None:
+    """``component.provenance()`` is a JSON-serialisable dict naming the component's class first.
+
+    The form shared by generators, subjects, objectives and optimizers:
+    ``{"class": type(component).__name__, <settings>...}``, written as is into ``provenance.json``.
+    """
+    name = type(component).__name__
+    record = component.provenance()
+    assert isinstance(record, dict), f"{name}.provenance() must return a dict, got {type(record).__name__}"
+    assert record and next(iter(record)) == "class" and record["class"] == name, \
+        f'{name}.provenance() must start with {{"class": "{name}"}} (extend super().provenance()), got {record!r}'
+    try:
+        json.dumps(record)
+    except (TypeError, ValueError) as err:
+        raise AssertionError(f"{name}.provenance() is not JSON-serialisable: {err}") from err
 
 
 def check_generator(generator: Generator, *, n: int = 3, seed: int = 0) -> None:
@@ -51,7 +70,7 @@ def check_generator(generator: Generator, *, n: int = 3, seed: int = 0) -> None:
         torch_codes = torch.from_numpy(codes[:1]).requires_grad_(True)
         generator.generate(torch_codes).mean().backward()
         assert torch_codes.grad is not None and torch.isfinite(torch_codes.grad).all(), "no finite gradient"
-    assert isinstance(generator.provenance(), dict), "provenance() must return a dict"
+    check_provenance(generator)
 
 
 def check_subject(subject: Subject, *, image_size: tuple[int, int] = (64, 64), n: int = 4) -> None:
@@ -70,6 +89,7 @@ def check_subject(subject: Subject, *, image_size: tuple[int, int] = (64, 64), n
         x = images.clone().requires_grad_(True)
         subject.respond_torch(x).sum().backward()
         assert x.grad is not None and torch.isfinite(x.grad).all(), "respond_torch gives no finite gradient"
+    check_provenance(subject)
 
 
 def check_objective(objective: Objective, *, channels: int = 3) -> None:
@@ -83,6 +103,7 @@ def check_objective(objective: Objective, *, channels: int = 3) -> None:
     assert np.allclose(scores, as_torch, equal_nan=True), "numpy and torch scores differ"
     binned = np.repeat(responses[:, :, None], 4, axis=2)
     assert np.allclose(objective.score(binned), scores, equal_nan=True), "time bins must be averaged"
+    check_provenance(objective)
 
 
 def quadratic_neuron(dim: int, *, seed: int = 0, scale: float = 1.0) -> Callable[[Any], Any]:
@@ -104,7 +125,7 @@ def check_optimizer(
     factory: Callable[..., Optimizer],
     *,
     dim: int = 16,
-    population: int = 12,
+    population_size: int = 12,
     generations: int = 40,
     min_gain: float = 0.3,
     kwargs: dict[str, Any] | None = None,
@@ -116,7 +137,7 @@ def check_optimizer(
     Args:
         factory: ``factory(initial_codes, seed=..., **kwargs)`` returns an Optimizer.
         dim: code dimension of the test problem.
-        population: population size (number of initial codes).
+        population_size: number of initial codes.
         generations: budget for the improvement check.
         min_gain: the best score must close at least this fraction of the gap between the initial
             mean score and the optimum (0) of a quadratic neuron.
@@ -124,7 +145,7 @@ def check_optimizer(
     """
     kwargs = dict(kwargs or {})
     rng = np.random.default_rng(0)
-    initial = rng.standard_normal((population, dim)).astype(np.float32)
+    initial = rng.standard_normal((population_size, dim)).astype(np.float32)
     neuron = quadratic_neuron(dim, seed=1, scale=1.0)
 
     def make(seed: int = 3, **extra: Any) -> Optimizer:
@@ -135,6 +156,7 @@ def check_optimizer(
 
     # shapes and seeding
     a, b = make(), make()
+    check_provenance(a)
     codes_a, codes_b = a.ask(), b.ask()
     assert codes_a.ndim == 2 and codes_a.shape[1] == dim, f"ask returned shape {codes_a.shape}"
     assert codes_a.dtype == np.float32, "ask must return float32"

@@ -2,7 +2,7 @@
 
 A profile (``profiles/<name>.yaml``) lists overrides common to every run and one or more sweeps
 (``key: comma,separated,values``); each sweep is one ``latentopt -m`` call with this folder's
-``conf/`` on Hydra's search path (unit, noise and optimizer presets). Runs land in ``OUT/runs/``,
+``conf/`` on Hydra's search path (subject, noise and optimizer presets). Runs land in ``OUT/runs/``,
 each a normal latentopt run folder; ``summarize.py`` turns them into CSV, a markdown table and plots.
 
     python benchmarks/suite/run.py --profile quick                 # workers: auto (see resolve_workers)

@@ -120,8 +120,8 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int,
     cfg = {str(k): v for k, v in loaded.items()}
     choices = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["runtime"]["choices"]
     record = load_run(run_dir)
-    scores = record.scores  # (generations, population)
-    population = scores.shape[1]
+    scores = record.scores  # (generations, population_size)
+    population_size = scores.shape[1]
     unit_key = json.dumps(
         {k: cfg[k] for k in ("generator", "objective")}
         | {
@@ -144,7 +144,7 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int,
         "optimizer": choices.get("optimizer"),
         "subject": choices.get("subject"),
         "area": area,
-        "unit": cfg["objective"].get("unit"),
+        "channel": cfg["objective"].get("channel"),
         "noise": choices.get("noise", "none"),
         "generator": choices.get("generator"),
         "generator_weights_sha256": _weights_sha256(run_dir),
@@ -157,18 +157,19 @@ def run_row(run_dir: Path, labs: dict[str, UnitLab], gradient_steps: int,
         "gradient_reference": lab.gradient,
         "natural_reference": lab.natural,
         "best_recorded": float(np.nanmax(scores)),
-        "evals_to_90": evaluations_to(trajectory, population, 0.9),
-        "evals_to_90_gain": evaluations_to(trajectory, population, 0.9, from_start=True),
+        "evals_to_90": evaluations_to(trajectory, population_size, 0.9),
+        "evals_to_90_gain": evaluations_to(trajectory, population_size, 0.9, from_start=True),
         "trajectory": trajectory.tolist(),
-        "population": population,
+        "population_size": population_size,
         **{k: float(np.sum(v)) for k, v in record.timings.items() if k != "total_s"},
         "optimizer_settings": record.provenance.get("optimizer", {}),
     }
 
 
-def evaluations_to(trajectory: np.ndarray, population: int, fraction: float, *, from_start: bool = False) -> float:
+def evaluations_to(trajectory: np.ndarray, population_size: int, fraction: float, *,
+                   from_start: bool = False) -> float:
     """Evaluations until the generation means ``trajectory`` (G,) first reach ``fraction`` of their
-    final value (mean of the last 3), counting whole generations of ``population``.
+    final value (mean of the last 3), counting whole generations of ``population_size``.
 
     ``from_start``: ``fraction`` of the way from the first generation's mean to the final value
     instead. NaN when the target is undefined (final value <= 0, or no gain from the start).
@@ -184,7 +185,7 @@ def evaluations_to(trajectory: np.ndarray, population: int, fraction: float, *, 
             return float("nan")
         target = fraction * end
     reached = np.flatnonzero(trajectory >= target)
-    return float((reached[0] + 1) * population) if reached.size else float("nan")
+    return float((reached[0] + 1) * population_size) if reached.size else float("nan")
 
 
 def normalise(rows: list[dict[str, Any]]) -> None:
@@ -287,7 +288,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                     continue
                 length = min(len(r["trajectory"]) for r in mine)
                 curves = np.array([np.asarray(r["trajectory"][:length]) / r["best_ever"] for r in mine])
-                evaluations = np.arange(1, length + 1) * mine[0]["population"]
+                evaluations = np.arange(1, length + 1) * mine[0]["population_size"]
                 ax.plot(evaluations, curves.mean(0), label=f"{name} (n={len(mine)})")
             ax.set(title=" / ".join([*column, f"noise {noise}"]), xlabel="evaluations",
                    ylabel="generation mean / best ever")

@@ -91,7 +91,7 @@ class FourierGenerator(Generator):
         return torch.sigmoid(rgb).contiguous(memory_format=torch.channels_last)
 
     def provenance(self) -> dict[str, Any]:
-        return {"kind": "fourier", "max_frequency": self.max_frequency, "latent_dim": self.latent_dim}
+        return {**super().provenance(), "max_frequency": self.max_frequency, "latent_dim": self.latent_dim}
 
 
 class PixelGenerator(Generator):
@@ -137,7 +137,7 @@ class PixelGenerator(Generator):
         return torch.sigmoid(images).contiguous(memory_format=torch.channels_last)
 
     def provenance(self) -> dict[str, Any]:
-        return {"kind": "pixel", "resolution": self.resolution}
+        return {**super().provenance(), "resolution": self.resolution}
 
 
 @hookimpl

@@ -14,62 +14,62 @@ class SingleUnit(Objective):
     """The response of one channel.
 
     Args:
-        unit: index of the channel among the subject's channels.
+        channel: index of the channel among the subject's channels.
     """
 
-    def __init__(self, *, unit: int = 0) -> None:
-        self.unit = integer(unit, "objective.unit", minimum=0)
+    def __init__(self, *, channel: int = 0) -> None:
+        self.channel = integer(channel, "objective.channel", minimum=0)
 
     @classmethod
     def contract_instance(cls) -> SingleUnit:
-        return cls(unit=1)
+        return cls(channel=1)
 
     def _score(self, responses: Array) -> Array:
-        if self.unit >= responses.shape[1]:
-            raise ConfigError(f"objective.unit={self.unit} but the subject has {responses.shape[1]} channel(s)")
-        return responses[:, self.unit]
+        if self.channel >= responses.shape[1]:
+            raise ConfigError(f"objective.channel={self.channel} but the subject has {responses.shape[1]} channel(s)")
+        return responses[:, self.channel]
 
     def check_channels(self, n_channels: int) -> None:
-        if self.unit >= n_channels:
-            raise ConfigError(f"objective.unit={self.unit} but the subject has {n_channels} channel(s) "
+        if self.channel >= n_channels:
+            raise ConfigError(f"objective.channel={self.channel} but the subject has {n_channels} channel(s) "
                               f"(0 ... {n_channels - 1})")
 
-    def describe(self) -> dict[str, Any]:
-        return {"objective": "single_unit", "unit": self.unit}
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "channel": self.channel}
 
 
 class MeanUnits(Objective):
-    """The mean response of several channels (all when ``units`` is None).
+    """The mean response of several channels (all when ``channels`` is None).
 
     Args:
-        units: channel indices, or None for every channel.
+        channels: channel indices, or None for every channel.
     """
 
-    def __init__(self, *, units: Sequence[int] | None = None) -> None:
-        if units is not None and (isinstance(units, (str, bytes)) or not hasattr(units, "__iter__")):
-            raise ConfigError(f"objective.units must be a list of channel indices or null, got {units!r}")
-        self.units = None if units is None else [integer(u, "objective.units", minimum=0) for u in units]
-        if self.units is not None and not self.units:
-            raise ConfigError("objective.units: give at least one unit, or null for all")
+    def __init__(self, *, channels: Sequence[int] | None = None) -> None:
+        if channels is not None and (isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__")):
+            raise ConfigError(f"objective.channels must be a list of channel indices or null, got {channels!r}")
+        self.channels = None if channels is None else [integer(c, "objective.channels", minimum=0) for c in channels]
+        if self.channels is not None and not self.channels:
+            raise ConfigError("objective.channels: give at least one channel, or null for all")
 
     @classmethod
     def contract_instance(cls) -> MeanUnits:
-        return cls(units=[0, 2])
+        return cls(channels=[0, 2])
 
     def _score(self, responses: Array) -> Array:
-        if self.units is None:
+        if self.channels is None:
             return responses.mean(1)
-        if max(self.units) >= responses.shape[1]:
-            raise ConfigError(f"objective.units={self.units} but the subject has {responses.shape[1]} channel(s)")
-        return responses[:, self.units].mean(1)
+        if max(self.channels) >= responses.shape[1]:
+            raise ConfigError(f"objective.channels={self.channels} but the subject has {responses.shape[1]} channel(s)")
+        return responses[:, self.channels].mean(1)
 
     def check_channels(self, n_channels: int) -> None:
-        if self.units is not None and max(self.units) >= n_channels:
-            raise ConfigError(f"objective.units={self.units} but the subject has {n_channels} channel(s) "
+        if self.channels is not None and max(self.channels) >= n_channels:
+            raise ConfigError(f"objective.channels={self.channels} but the subject has {n_channels} channel(s) "
                               f"(0 ... {n_channels - 1})")
 
-    def describe(self) -> dict[str, Any]:
-        return {"objective": "mean_units", "units": self.units}
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "channels": self.channels}
 
 
 @hookimpl

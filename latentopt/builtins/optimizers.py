@@ -10,7 +10,7 @@ import numpy as np
 
 from latentopt.builtins.pycma_state import load_strategy_state, strategy_to_state
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
-from latentopt.optimizer import Optimizer, OptimizerError, rng_state, set_rng_state
+from latentopt.optimizer import Optimizer, OptimizerError, initial_mean, rng_state, set_rng_state
 from latentopt.plugins import hookimpl
 
 
@@ -32,8 +32,11 @@ class GeneticAlgorithm(Optimizer):
       temperature: larger selectivity, sharper selection; Ponce's factor is a temperature. NaN-scored
       codes are carried into the next generation unchanged (``nan_policy: carry``).
 
+    State (:meth:`state_dict`): ``codes``, the ``(population_size, d)`` generation to show next (runs
+    recorded before the rename call it ``population``; both load).
+
     Args:
-        initial_codes: ``(population, d)`` first generation.
+        initial_codes: ``(population_size, d)`` first generation.
         seed: random seed.
         n_elite: codes kept unchanged each generation.
         mutation_rate: probability that a gene mutates.
@@ -60,8 +63,8 @@ class GeneticAlgorithm(Optimizer):
         nan_policy: str = "worst",
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
-        self.population = np.asarray(initial_codes, dtype=np.float32).copy()
-        size = self.population.shape[0]
+        self.codes = np.asarray(initial_codes, dtype=np.float32).copy()
+        size = self.codes.shape[0]
         if size < 2:
             raise ConfigError(f"optimizer.population_size must be >= 2 for the genetic algorithm, got {size}")
         integer(n_elite, "optimizer.n_elite", minimum=0, maximum=size - 1)
@@ -80,8 +83,13 @@ class GeneticAlgorithm(Optimizer):
         self.temperature_factor = float(temperature_factor)
         self.score_clip_percentile = score_clip_percentile
 
+    @property
+    def population_size(self) -> int:
+        """Codes per generation (the rows of ``initial_codes``)."""
+        return int(self.codes.shape[0])
+
     def _ask(self) -> np.ndarray:
-        return self.population
+        return self.codes
 
     def fitness(self, scores: np.ndarray) -> np.ndarray:
         """Selection probabilities from finite scores ``(n,)``."""
@@ -98,7 +106,7 @@ class GeneticAlgorithm(Optimizer):
         finite = np.isfinite(scores)
         carried = codes[~finite]  # only under nan_policy "carry"
         codes, scores = codes[finite], scores[finite]
-        size = self.population.shape[0]
+        size = self.population_size
         order = np.argsort(-scores, kind="stable")
         elites = codes[order[: min(self.n_elite, len(order))]]
         n_children = size - len(elites) - len(carried)
@@ -108,16 +116,18 @@ class GeneticAlgorithm(Optimizer):
         children = np.where(from_first, codes[parents[:, 0]], codes[parents[:, 1]])
         mutate = self.rng.random((n_children, self.dim)) < self.mutation_rate
         children = children + mutate * self.rng.normal(0.0, self.mutation_size, (n_children, self.dim))
-        self.population = np.concatenate([elites, carried, children]).astype(np.float32)
+        self.codes = np.concatenate([elites, carried, children]).astype(np.float32)
 
     def _state_dict(self) -> dict[str, Any]:
-        return {"population": self.population}
+        return {"codes": self.codes}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
-        self.population = np.asarray(state["population"], dtype=np.float32)
+        # "population": the key of states recorded before the rename (resume of an older run)
+        key = "population" if "population" in state and "codes" not in state else "codes"
+        self.codes = np.asarray(state[key], dtype=np.float32)
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "population_size": int(self.population.shape[0]),
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "population_size": self.population_size,
                 "n_elite": self.n_elite, "mutation_rate": self.mutation_rate,
                 "mutation_size": self.mutation_size, "parental_skew": self.parental_skew,
                 "temperature_factor": self.temperature_factor,
@@ -149,13 +159,13 @@ class PycmaES(Optimizer):
     what latentopt wrote raises :class:`~latentopt.optimizer.OptimizerError`.
 
     Args:
-        initial_codes: ``(population, d)``; their count is λ, their mean the initial mean
-            (or zero with ``centre: zero``).
+        initial_codes: ``(population_size, d)``; their count is λ, their mean the initial mean
+            (or zero with ``init_mean: zero``).
         seed: random seed.
         sigma0: initial step size (3 in Wang & Ponce's 4096-d DeePSim runs).
         diagonal: separable CMA-ES (diagonal covariance), cheap in high dimension.
         mu: parents (default λ / 2).
-        centre: ``mean`` of the initial codes or ``zero``.
+        init_mean: ``codes`` (mean of the initial codes) or ``zero``.
         options: extra pycma options (e.g. ``{CMA_active: false}``).
         nan_policy: ``worst`` or ``drop``.
     """
@@ -168,7 +178,7 @@ class PycmaES(Optimizer):
         sigma0: float = 3.0,
         diagonal: bool = False,
         mu: int | None = None,
-        centre: str = "mean",
+        init_mean: str = "codes",
         options: dict[str, Any] | None = None,
         nan_policy: str = "worst",
     ) -> None:
@@ -181,8 +191,6 @@ class PycmaES(Optimizer):
         if options is not None and not isinstance(options, dict):
             raise ConfigError(f"optimizer.options must be a mapping of pycma options, got {options!r}")
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
-        if centre not in ("mean", "zero"):
-            raise ConfigError(f"optimizer.centre must be 'mean' or 'zero', got {centre!r}")
         if not diagonal and self.dim >= 1024:
             # C and its eigenbasis B: 2 x 8 d^2 bytes, written into every generation's record
             warnings.warn(
@@ -193,10 +201,10 @@ class PycmaES(Optimizer):
                 stacklevel=2,
             )
         codes = np.asarray(initial_codes, dtype=np.float64)
-        self._x0 = codes.mean(0) if centre == "mean" else np.zeros(self.dim)
-        self.popsize = int(codes.shape[0])
+        self._x0, self.init_mean = initial_mean(codes, init_mean), init_mean
+        self.population_size = int(codes.shape[0])
         self._opts: dict[str, Any] = {
-            "popsize": self.popsize, "seed": np.nan,
+            "popsize": self.population_size, "seed": np.nan,
             "verbose": -9, "verb_log": 0, "verb_disp": 0, "verb_filenameprefix": "",
             "CMA_diagonal": bool(diagonal), "tolfun": 0, "tolx": 0, "tolstagnation": int(1e9),
             "tolflatfitness": int(1e9), "tolfunhist": 0, "maxiter": np.inf,
@@ -270,40 +278,48 @@ class PycmaES(Optimizer):
     def sigma(self) -> float:
         return float(self.es.sigma)
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         import cma
 
-        return {**super().describe(), "library": f"cma {cma.__version__}", "popsize": self.popsize,
-                "mu": int(self.es.sp.weights.mu), "sigma0": self.sigma0, "diagonal": self.diagonal,
-                "options": self.options}
+        return {**super().provenance(), "library": f"cma {cma.__version__}", "population_size": self.population_size,
+                "mu": int(self.es.sp.weights.mu), "sigma0": self.sigma0, "init_mean": self.init_mean,
+                "diagonal": self.diagonal, "options": self.options}
 
 
 class RandomSearch(Optimizer):
-    """Independent Gaussian samples around a fixed centre; the baseline every optimizer must beat.
+    """Independent Gaussian samples around a fixed mean; the baseline every optimizer must beat.
+
+    The first generation is the initial codes themselves; every later one is drawn afresh around
+    their mean with a step size that never changes.
 
     Args:
-        initial_codes: ``(population, d)``; their count is the population, their mean the centre.
+        initial_codes: ``(population_size, d)``; their count is the population size, their mean the mean.
         seed: random seed.
-        sigma: standard deviation of the samples (default: that of the initial codes).
+        sigma0: standard deviation of the samples (default: that of the initial codes).
     """
 
     def __init__(
-        self, initial_codes: np.ndarray, *, seed: int = 0, sigma: float | None = None, nan_policy: str = "worst"
+        self, initial_codes: np.ndarray, *, seed: int = 0, sigma0: float | None = None, nan_policy: str = "worst"
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
         codes = np.asarray(initial_codes, dtype=np.float32)
-        self.popsize = int(codes.shape[0])
-        self.centre = codes.mean(0)
-        if sigma is not None:
-            finite_number(sigma, "optimizer.sigma", minimum=0.0)
-        self.sigma = float(sigma) if sigma is not None else float(codes.std()) or 1.0
+        self.population_size = int(codes.shape[0])
+        self.mean = codes.mean(0)
+        if sigma0 is not None:
+            finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        self.sigma0 = float(sigma0) if sigma0 is not None else float(codes.std()) or 1.0
         self._first: np.ndarray | None = codes.copy()
+
+    @property
+    def sigma(self) -> float:
+        """Current step size: ``sigma0``, which random search never adapts."""
+        return self.sigma0
 
     def _ask(self) -> np.ndarray:
         if self._first is not None:
             return self._first
-        noise = self.rng.standard_normal((self.popsize, self.dim))
-        return (self.centre + self.sigma * noise).astype(np.float32)
+        noise = self.rng.standard_normal((self.population_size, self.dim))
+        return (self.mean + self.sigma0 * noise).astype(np.float32)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         self._first = None  # the best code is tracked by the base class
@@ -315,8 +331,8 @@ class RandomSearch(Optimizer):
         first = state.get("first")
         self._first = np.asarray(first, np.float32) if isinstance(first, np.ndarray) else None
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "population_size": self.popsize, "sigma": self.sigma}
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "population_size": self.population_size, "sigma0": self.sigma0}
 
 
 @hookimpl

@@ -203,8 +203,8 @@ class CNNUnitSubject(Subject):
         return self.noise.apply(clean, rng)
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": "efficientnet-lite0 (ImageNet)", "layer": self.layer, "area": self.area,
-                "channels": self.channels, "position": list(self._index or []),
+        return {**super().provenance(), "network": "efficientnet-lite0 (ImageNet)", "layer": self.layer,
+                "area": self.area, "channels": self.channels, "position": list(self._index or []),
                 "noise": self.noise.__dict__}
 
     def close(self) -> None:
@@ -253,6 +253,7 @@ class GaborV1Subject(Subject):
         integer(size, "subject.size", minimum=8, maximum=4096)
         self.device = resolve_device(device)
         self.size, self.gain = int(size), float(gain)
+        self.wavelength, self.sigma = float(wavelength), float(sigma)
         self.orientations = [float(o) for o in orients]
         self.noise = make_noise(noise)
         ax = torch.arange(self.size, dtype=torch.float32) - (self.size - 1) / 2
@@ -288,8 +289,8 @@ class GaborV1Subject(Subject):
         return self.noise.apply(clean, rng)
 
     def provenance(self) -> dict[str, Any]:
-        return {"model": "gabor energy V1 cell", "orientations_deg": self.orientations,
-                "noise": self.noise.__dict__}
+        return {**super().provenance(), "orientations_deg": self.orientations, "wavelength": self.wavelength,
+                "sigma": self.sigma, "size": self.size, "gain": self.gain, "noise": self.noise.__dict__}
 
 
 @hookimpl

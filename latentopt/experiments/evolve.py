@@ -186,7 +186,7 @@ class Evolution(Experiment):
         names = self.component_provenance  # registry name and distribution, when built by the assembly
 
         def described(component: Any, key: str) -> dict[str, Any]:
-            return {**names.get(key, {}), **component.provenance()}
+            return {**component.provenance(), **names.get(key, {})}
 
         return {
             "experiment": {"name": self.name, "generations": self.generations, "budget": self.budget,

@@ -224,7 +224,7 @@ class Manifold(Experiment):
         names = self.component_provenance
 
         def described(component: Any, key: str) -> dict[str, Any]:
-            return {**names.get(key, {}), **component.provenance()}
+            return {**component.provenance(), **names.get(key, {})}
 
         d = self.design_
         return {

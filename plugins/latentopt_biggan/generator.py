@@ -138,7 +138,7 @@ class BigGANGenerator(Generator):
 
     def provenance(self) -> dict[str, Any]:
         return {
-            "generator": "biggan",
+            **super().provenance(),
             "model": self.model_name,
             "truncation": self.truncation,
             "image_size": list(self.image_size),

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from latentopt.checks import ConfigError
-from latentopt.optimizer import Optimizer
+from latentopt.optimizer import Optimizer, initial_mean
+
+__all__ = ["FamilyOptimizer", "as_array", "effective_mu", "initial_mean", "ranked_parents", "recombination_weights"]
 
 
 def recombination_weights(mu: int) -> np.ndarray:
@@ -53,15 +55,6 @@ def ranked_parents(scores: np.ndarray, mu: int) -> tuple[np.ndarray, np.ndarray]
     return order, recombination_weights(order.shape[0])
 
 
-def initial_mean(initial_codes: np.ndarray, init_mean: str) -> np.ndarray:
-    """Starting centre ``(d,)`` float64: ``"zero"`` (Wang & Ponce 2022) or ``"codes"`` (their mean)."""
-    if init_mean == "zero":
-        return np.zeros(initial_codes.shape[1])
-    if init_mean == "codes":
-        return np.asarray(initial_codes, dtype=np.float64).mean(0)
-    raise ConfigError(f"init_mean must be 'zero' or 'codes', got {init_mean!r}")
-
-
 class FamilyOptimizer(Optimizer):
     """An :class:`~latentopt.optimizer.Optimizer` that tracks the best code and its population size.
 
@@ -71,7 +64,8 @@ class FamilyOptimizer(Optimizer):
         initial_codes: ``(n, d)`` float32; ``n`` is the default population size.
         seed: seed of ``self.rng``, the only source of randomness.
         nan_policy: ``"worst"`` or ``"drop"``.
-        population: codes per generation (λ); default ``n``.
+        population_size: codes per generation (λ); default ``n`` (the CLI draws ``population_size``
+            initial codes, so there the two agree).
     """
 
     def __init__(
@@ -80,16 +74,17 @@ class FamilyOptimizer(Optimizer):
         *,
         seed: int = 0,
         nan_policy: str = "worst",
-        population: int | None = None,
+        population_size: int | None = None,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
-        self.population = int(population if population is not None else np.shape(initial_codes)[0])
-        if self.population < 2:
-            raise ConfigError(f"optimizer.population_size (population) must be >= 2 for {type(self).__name__}, "
-                              f"got {self.population}")
+        size = population_size if population_size is not None else np.shape(initial_codes)[0]
+        self.population_size = int(size)
+        if self.population_size < 2:
+            raise ConfigError(f"optimizer.population_size must be >= 2 for {type(self).__name__}, "
+                              f"got {self.population_size}")
 
     def _ask(self) -> np.ndarray:
-        return self._propose(self.population)
+        return self._propose(self.population_size)
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         self._update(codes.astype(np.float64), scores)
@@ -100,8 +95,8 @@ class FamilyOptimizer(Optimizer):
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_family_state(state["family"])
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "population": self.population, "seed": self.seed}
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "population_size": self.population_size, "seed": self.seed}
 
     @abstractmethod
     def _propose(self, n: int) -> np.ndarray:
@@ -109,7 +104,7 @@ class FamilyOptimizer(Optimizer):
 
     @abstractmethod
     def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
-        """Update from ``(m, d)`` float64 codes and ``(m,)`` finite scores (m <= population)."""
+        """Update from ``(m, d)`` float64 codes and ``(m,)`` finite scores (m <= population_size)."""
 
     @abstractmethod
     def _family_state(self) -> dict[str, Any]: ...

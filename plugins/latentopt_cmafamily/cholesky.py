@@ -96,14 +96,14 @@ class CholeskyCore:
 
     Args:
         mean: ``(k,)`` starting centre.
-        sigma: initial step size σ.
+        sigma0: initial step size σ₀.
         mu: number of parents.
         a_update_every: generations between rank-one updates of ``A`` (10 in the paper).
     """
 
-    def __init__(self, mean: np.ndarray, *, sigma: float, mu: int, a_update_every: int) -> None:
+    def __init__(self, mean: np.ndarray, *, sigma0: float, mu: int, a_update_every: int) -> None:
         k = int(mean.shape[0])
-        finite_number(sigma, "optimizer.sigma", minimum=0.0)
+        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         if a_update_every < 1:
             raise ConfigError(f"a_update_every must be >= 1, got {a_update_every}")
         self.dim, self.mu, self.a_update_every = k, int(mu), int(a_update_every)
@@ -114,7 +114,7 @@ class CholeskyCore:
         self.damps = 1.0 + self.cs + 2.0 * max(0.0, math.sqrt((mueff - 1.0) / (k + 1.0)) - 1.0)
         self.chi_n = math.sqrt(k) * (1.0 - 1.0 / (4.0 * k) + 1.0 / (21.0 * k**2))
         self.mean = np.asarray(mean, dtype=np.float64).copy()
-        self.sigma = float(sigma)
+        self.sigma = float(sigma0)
         self.ps = np.zeros(k)
         self.pc = np.zeros(k)
         self.factor = LowRankFactor(k)
@@ -192,9 +192,9 @@ class CholeskyCMA(FamilyOptimizer):
         initial_codes: ``(n, d)`` float32; ``n`` is the default population size.
         seed: seed of the optimizer's random stream.
         nan_policy: ``"worst"`` or ``"drop"``.
-        population: λ, default ``n`` (40 in the paper).
+        population_size: λ, default ``n`` (40 in the paper).
         mu: parents, default λ // 2 (20 in the paper).
-        sigma: initial step size (3 in the paper, for DeePSim fc6 codes).
+        sigma0: initial step size (3 in the paper, for DeePSim fc6 codes).
         init_mean: ``"zero"`` (the paper) or ``"codes"`` (mean of ``initial_codes``).
         a_update_every: generations between rank-one updates of the Cholesky factor (10).
     """
@@ -205,19 +205,19 @@ class CholeskyCMA(FamilyOptimizer):
         *,
         seed: int = 0,
         nan_policy: str = "worst",
-        population: int | None = None,
+        population_size: int | None = None,
         mu: int | None = None,
-        sigma: float = 3.0,
+        sigma0: float = 3.0,
         init_mean: str = "zero",
         a_update_every: int = 10,
     ) -> None:
-        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         self.init_mean = init_mean
-        self.sigma0 = float(sigma)
+        self.sigma0 = float(sigma0)
         self.core = CholeskyCore(
             self._to_points(initial_mean(np.asarray(initial_codes), init_mean)[None])[0],
-            sigma=sigma,
-            mu=parent_count(mu, self.population) or self.population // 2,
+            sigma0=sigma0,
+            mu=parent_count(mu, self.population_size) or self.population_size // 2,
             a_update_every=a_update_every,
         )
 
@@ -246,9 +246,9 @@ class CholeskyCMA(FamilyOptimizer):
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.core.load_state_dict(state)
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         return {
-            **super().describe(),
+            **super().provenance(),
             **self.core.settings(),
             "sigma0": self.sigma0,
             "init_mean": self.init_mean,

@@ -22,7 +22,8 @@ from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer, OptimizerError
 from latentopt.subject import Subject
 
-OPTIMIZERS = ("adam", "sgd")
+STEPPERS = ("adam", "sgd")
+"""The torch optimizers that take the gradient steps (``stepper=``); not the registry's optimizers."""
 
 
 @dataclass
@@ -52,7 +53,7 @@ def gradient_ascent(
     *,
     steps: int = 200,
     lr: float = 0.05,
-    optimizer: str = "adam",
+    stepper: str = "adam",
     max_norm: float | None = None,
 ) -> GradientAscentResult:
     """Raise the objective by gradient ascent on the codes.
@@ -64,7 +65,7 @@ def gradient_ascent(
         initial_codes: ``(n, d)`` float32 starting codes.
         steps: gradient steps.
         lr: learning rate of the torch optimizer.
-        optimizer: ``"adam"`` or ``"sgd"``.
+        stepper: the torch optimizer that takes the steps, ``"adam"`` or ``"sgd"``.
         max_norm: if given, codes are projected back into the ball of this norm after each step
             (keeps codes where the generator was trained, e.g. ~300 for DeePSim fc6).
 
@@ -77,17 +78,17 @@ def gradient_ascent(
             f"{type(generator).__name__} (differentiable={generator.differentiable}) and "
             f"{type(subject).__name__} (differentiable={subject.differentiable})"
         )
-    if optimizer not in OPTIMIZERS:
-        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if stepper not in STEPPERS:
+        raise ConfigError(f"stepper must be one of {STEPPERS}, got {stepper!r}")
     start = np.asarray(initial_codes, dtype=np.float32)
     codes = torch.tensor(start, device=generator.device, requires_grad=True)
-    stepper: torch.optim.Optimizer = (
-        torch.optim.Adam([codes], lr=lr) if optimizer == "adam" else torch.optim.SGD([codes], lr=lr)
+    torch_optimizer: torch.optim.Optimizer = (
+        torch.optim.Adam([codes], lr=lr) if stepper == "adam" else torch.optim.SGD([codes], lr=lr)
     )
     best_codes, best_scores = start.copy(), np.full(start.shape[0], -np.inf)
     trajectory = np.empty((steps + 1, start.shape[0]))
     for step in range(steps + 1):
-        stepper.zero_grad()
+        torch_optimizer.zero_grad()
         scores = objective.score(subject.respond_torch(generator.generate(codes)))
         values = scores.detach().cpu().numpy().astype(np.float64)
         trajectory[step] = values
@@ -97,7 +98,7 @@ def gradient_ascent(
         if step == steps:
             break
         (-scores.sum()).backward()  # torch optimizers descend; ascend the summed scores
-        stepper.step()
+        torch_optimizer.step()
         if max_norm is not None:
             with torch.no_grad():
                 norms = codes.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -107,7 +108,7 @@ def gradient_ascent(
         best_scores=best_scores,
         trajectory=trajectory,
         evaluations=start.shape[0] * (steps + 1),
-        settings={"steps": steps, "lr": lr, "optimizer": optimizer, "max_norm": max_norm},
+        settings={"steps": steps, "lr": lr, "stepper": stepper, "max_norm": max_norm},
     )
 
 
@@ -145,8 +146,8 @@ class GradientAscentOptimizer(Optimizer):
         nan_policy: str = "worst",
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy)
-        if stepper not in OPTIMIZERS:
-            raise ConfigError(f"optimizer.stepper must be one of {OPTIMIZERS}, got {stepper!r}")
+        if stepper not in STEPPERS:
+            raise ConfigError(f"optimizer.stepper must be one of {STEPPERS}, got {stepper!r}")
         finite_number(lr, "optimizer.lr", minimum=0.0)
         if max_norm is not None:
             finite_number(max_norm, "optimizer.max_norm", minimum=0.0)
@@ -204,7 +205,7 @@ class GradientAscentOptimizer(Optimizer):
         self._v = np.asarray(state["v"], dtype=np.float64).copy()
         self._steps = int(state["steps"])
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "population": int(self._codes.shape[0]), "lr": self.lr,
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "population_size": int(self._codes.shape[0]), "lr": self.lr,
                 "stepper": self.stepper, "max_norm": self.max_norm,
                 "note": "white-box upper reference: steps follow the noise-free gradient, not the told scores"}

@@ -52,8 +52,8 @@ class HessianCMA(CholeskyCMA):
         exponent: eigenvalue exponent (1/2.5 BigGAN, 1/5 DeePSim fc6).
         eigval_floor: eigenvalues are clipped below at ``eigval_floor · max(λ)`` so near-null
             directions do not get unbounded steps.
-        sigma: initial step size in the scaled coefficient space (0.2 for BigGAN in the paper).
-        population, mu, init_mean, a_update_every: as :class:`CholeskyCMA`.
+        sigma0: initial step size in the scaled coefficient space (0.2 for BigGAN in the paper).
+        population_size, mu, init_mean, a_update_every: as :class:`CholeskyCMA`.
     """
 
     def __init__(
@@ -68,8 +68,8 @@ class HessianCMA(CholeskyCMA):
         rank: int | None = None,
         exponent: float = 1 / 2.5,
         eigval_floor: float = 1e-6,
-        sigma: float = 0.2,
-        population: int | None = None,
+        sigma0: float = 0.2,
+        population_size: int | None = None,
         mu: int | None = None,
         init_mean: str = "zero",
         a_update_every: int = 10,
@@ -87,9 +87,9 @@ class HessianCMA(CholeskyCMA):
             initial_codes,
             seed=seed,
             nan_policy=nan_policy,
-            population=population,
+            population_size=population_size,
             mu=mu,
-            sigma=sigma,
+            sigma0=sigma0,
             init_mean=init_mean,
             a_update_every=a_update_every,
         )
@@ -98,7 +98,7 @@ class HessianCMA(CholeskyCMA):
     def contract_kwargs(cls) -> dict[str, Any]:
         """Settings for :func:`latentopt.testing.check_optimizer`: a random metric of the test's d."""
         basis, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((16, 16)))
-        return {"dim": 16, "kwargs": {"eigvecs": basis, "eigvals": np.logspace(0, -1, 16), "sigma": 0.5}}
+        return {"dim": 16, "kwargs": {"eigvecs": basis, "eigvals": np.logspace(0, -1, 16), "sigma0": 0.5}}
 
     @staticmethod
     def _resolve_metric(
@@ -127,9 +127,9 @@ class HessianCMA(CholeskyCMA):
     def _to_codes(self, points: np.ndarray) -> np.ndarray:
         return self.offset + (points * self.step_scale) @ self.basis.T
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         return {
-            **super().describe(),
+            **super().provenance(),
             "algorithm": "Hessian-preconditioned Cholesky CMA-ES (Wang & Ponce 2021)",
             "rank": int(self.spectrum.shape[0]),
             "exponent": self.exponent,

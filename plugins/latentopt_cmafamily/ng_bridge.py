@@ -12,7 +12,7 @@ Three nevergrad habits are made loud instead of silent:
   step-size control and population 70, whose second ``ask`` before a ``tell`` raises "Mean shift
   samples are expected but missing"; the bridge names the resolved optimizer and the remedy;
 * meta-optimizers (``NGOpt``, ``CMA``) pick a sub-optimizer from the dimension, budget and
-  workers; the bridge records which one (``describe()["resolved"]``).
+  workers; the bridge records which one (``provenance()["resolved"]``).
 
 Resumability: nevergrad optimizers cannot be saved without pickle, so the state is the seed and the
 history of scores told per generation; loading rebuilds the optimizer with the same seed and replays
@@ -42,7 +42,7 @@ def _population_hint(population: int) -> str:
     return (
         f" — the resolved pycma population differs from latentopt's ({population} asked, then told), "
         "so pycma is asked again before its tell; use ng_name=DiagonalCMA (population = workers) "
-        "or set population to the resolved popsize"
+        "or set population_size to the resolved popsize"
     )
 
 
@@ -58,9 +58,9 @@ class NevergradOptimizer(Optimizer):
         seed: seeds the parametrization's random state (all nevergrad randomness flows from it).
         nan_policy: ``"worst"`` or ``"drop"`` (dropped candidates are never told to nevergrad).
         ng_name: a key of ``nevergrad.optimizers.registry``.
-        population: λ asked per generation and ``num_workers``; default ``n``.
+        population_size: λ asked per generation and ``num_workers``; default ``n``.
         budget: total evaluations announced to nevergrad (meta-optimizers choose by it); None for none.
-        sigma: initial mutation scale of the ``ng.p.Array`` parametrization.
+        sigma0: initial mutation scale of the ``ng.p.Array`` parametrization.
         init_mean: ``"zero"`` or ``"codes"``: the parametrization's initial value.
     """
 
@@ -71,9 +71,9 @@ class NevergradOptimizer(Optimizer):
         seed: int = 0,
         nan_policy: str = "worst",
         ng_name: str = "DiagonalCMA",
-        population: int | None = None,
+        population_size: int | None = None,
         budget: int | None = None,
-        sigma: float = 3.0,
+        sigma0: float = 3.0,
         init_mean: str = "zero",
     ) -> None:
         import nevergrad as ng
@@ -85,9 +85,9 @@ class NevergradOptimizer(Optimizer):
                 f"nevergrad has no optimizer {ng_name!r}" + (f"; did you mean {close[0]}?" if close else "")
             )
         self.ng_name, self.ng_version = ng_name, ng.__version__
-        self.population = int(population or np.shape(initial_codes)[0])
+        self.population_size = int(population_size or np.shape(initial_codes)[0])
         self.budget, self.init_mean = budget, init_mean
-        self.sigma = finite_number(sigma, "optimizer.sigma", minimum=0.0)
+        self.sigma0 = finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         self._start = initial_mean(np.asarray(initial_codes), init_mean)
         self._history_scores: list[np.ndarray] = []
         self._history_digests: list[str] = []
@@ -100,10 +100,10 @@ class NevergradOptimizer(Optimizer):
     def _build(self) -> None:
         import nevergrad as ng
 
-        param = ng.p.Array(init=self._start.copy()).set_mutation(sigma=self.sigma)
+        param = ng.p.Array(init=self._start.copy()).set_mutation(sigma=self.sigma0)
         param.random_state = np.random.RandomState(self.seed)
         self._ng = ng.optimizers.registry[self.ng_name](
-            parametrization=param, budget=self.budget, num_workers=self.population
+            parametrization=param, budget=self.budget, num_workers=self.population_size
         )
         self._candidates = None
         try:
@@ -111,7 +111,7 @@ class NevergradOptimizer(Optimizer):
         except Exception as err:
             raise OptimizerError(
                 f"nevergrad {self.ng_name} could not choose a sub-optimizer (budget={self.budget}, "
-                f"d={self.dim}, workers={self.population}): {type(err).__name__}: {err}"
+                f"d={self.dim}, workers={self.population_size}): {type(err).__name__}: {err}"
             ) from err
 
     def _tree(self) -> Iterator[Any]:
@@ -166,9 +166,9 @@ class NevergradOptimizer(Optimizer):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                candidates = [self._ng.ask() for _ in range(self.population)]
+                candidates = [self._ng.ask() for _ in range(self.population_size)]
         except Exception as err:
-            hint = _population_hint(self.population) if _TPA_HINT in str(err) else ""
+            hint = _population_hint(self.population_size) if _TPA_HINT in str(err) else ""
             raise OptimizerError(
                 f"nevergrad {self.ng_name} (resolved: {self.resolved()}) failed in ask: "
                 f"{type(err).__name__}: {err}{hint}"
@@ -193,13 +193,13 @@ class NevergradOptimizer(Optimizer):
             raise OptimizerError(
                 f"nevergrad {self.ng_name} (resolved: {self.resolved()}) hid an error from pycma's tell "
                 f"and would have continued without updating: {type(hidden).__name__}: {hidden}"
-                f"{_population_hint(self.population)}"
+                f"{_population_hint(self.population_size)}"
             ) from hidden
 
     # ------------------------------------------------------------------ Optimizer
     def _ask(self) -> np.ndarray:
         self._candidates, codes = self._ng_ask()
-        self._history_scores.append(np.full(self.population, np.nan))
+        self._history_scores.append(np.full(self.population_size, np.nan))
         self._history_digests.append(_digest(codes))
         return codes
 
@@ -210,7 +210,7 @@ class NevergradOptimizer(Optimizer):
         rows: dict[bytes, list[int]] = {}
         for index, row in enumerate(asked):
             rows.setdefault(row.tobytes(), []).append(index)
-        full = np.full(self.population, np.nan)
+        full = np.full(self.population_size, np.nan)
         for code, score in zip(np.asarray(codes, dtype=np.float32), scores, strict=True):
             matches = rows.get(code.tobytes())
             if not matches:
@@ -225,14 +225,14 @@ class NevergradOptimizer(Optimizer):
             "ng_name": self.ng_name,
             "ng_version": self.ng_version,
             "seed": self.seed,
-            "scores": np.array(self._history_scores).reshape(-1, self.population),
+            "scores": np.array(self._history_scores).reshape(-1, self.population_size),
             "digests": np.array(self._history_digests, dtype="<U64"),
         }
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         if str(state["ng_name"]) != self.ng_name:
             raise OptimizerError(f"state is for nevergrad {state['ng_name']}, not {self.ng_name}")
-        scores = np.asarray(state["scores"], dtype=np.float64).reshape(-1, self.population)
+        scores = np.asarray(state["scores"], dtype=np.float64).reshape(-1, self.population_size)
         digests = [str(d) for d in np.asarray(state["digests"]).reshape(-1)]
         self.seed = int(state["seed"])  # replay with the saved run's seed, whatever this one was built with
         self._build()
@@ -250,15 +250,15 @@ class NevergradOptimizer(Optimizer):
                 self._ng_tell(told, np.flatnonzero(~np.isnan(told)))
                 self._candidates = None
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         return {
-            **super().describe(),
+            **super().provenance(),
             "ng_name": self.ng_name,
             "nevergrad": self.ng_version,
             "resolved": self.resolved(),
-            "population": self.population,
+            "population_size": self.population_size,
             "budget": self.budget,
-            "sigma": self.sigma,
+            "sigma0": self.sigma0,
             "init_mean": self.init_mean,
             "resumable_by": "deterministic replay of the told scores",
         }

@@ -47,9 +47,9 @@ class SepCMA(FamilyOptimizer):
         initial_codes: ``(n, d)`` float32; ``n`` is the default population size.
         seed: seed of the optimizer's random stream.
         nan_policy: ``"worst"`` or ``"drop"``.
-        population: λ, default ``n`` (40 for the Ponce-lab rig).
+        population_size: λ, default ``n`` (40 for the Ponce-lab rig).
         mu: parents, default λ // 2.
-        sigma: initial step size (3, Wang & Ponce 2022, for codes near N(0, 1)).
+        sigma0: initial step size (3, Wang & Ponce 2022, for codes near N(0, 1)).
         init_mean: ``"zero"`` or ``"codes"`` (mean of ``initial_codes``).
         cs_rule: ``"ponce"`` (default) or ``"tutorial"``, see the module docstring.
         step_schedule: ``"csa"`` (default: cumulative step-size adaptation) or ``"exp"`` (a fixed
@@ -65,17 +65,17 @@ class SepCMA(FamilyOptimizer):
         *,
         seed: int = 0,
         nan_policy: str = "worst",
-        population: int | None = None,
+        population_size: int | None = None,
         mu: int | None = None,
-        sigma: float = 3.0,
+        sigma0: float = 3.0,
         init_mean: str = "zero",
         cs_rule: str = "ponce",
         step_schedule: str = "csa",
         sigma_end_ratio: float = 7.33 / 50.0,
         schedule_generations: int = 75,
     ) -> None:
-        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
-        finite_number(sigma, "optimizer.sigma", minimum=0.0)
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
+        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:
             raise ConfigError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
@@ -86,8 +86,8 @@ class SepCMA(FamilyOptimizer):
         self.step_schedule = step_schedule
         self.sigma_end_ratio, self.schedule_generations = float(sigma_end_ratio), int(schedule_generations)
         n = float(self.dim)
-        self.mu = int(parent_count(mu, self.population) or self.population // 2)
-        self.init_mean, self.cs_rule, self.sigma0 = init_mean, cs_rule, float(sigma)
+        self.mu = int(parent_count(mu, self.population_size) or self.population_size // 2)
+        self.init_mean, self.cs_rule, self.sigma0 = init_mean, cs_rule, float(sigma0)
         mueff = effective_mu(recombination_weights(self.mu))
         if cs_rule == "ponce":
             self.cs = math.sqrt(mueff) / (math.sqrt(mueff) + math.sqrt(n))
@@ -101,7 +101,7 @@ class SepCMA(FamilyOptimizer):
         self.cmu = min(1.0 - self.c1, separable * rank_mu)
         self.chi_n = math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n**2))
         self.mean = initial_mean(np.asarray(initial_codes), init_mean)
-        self.sigma = float(sigma)
+        self.sigma = self.sigma0
         self.variances = np.ones(self.dim)
         self.ps = np.zeros(self.dim)
         self.pc = np.zeros(self.dim)
@@ -146,9 +146,9 @@ class SepCMA(FamilyOptimizer):
         self.ps, self.pc = as_array(state["ps"]), as_array(state["pc"])
         self.sigma, self.updates = float(state["sigma"]), int(state["updates"])
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         return {
-            **super().describe(),
+            **super().provenance(),
             "algorithm": "sep-CMA-ES (Ros & Hansen 2008)",
             "mu": self.mu,
             "sigma0": self.sigma0,

@@ -64,7 +64,7 @@ class SphereCMA(FamilyOptimizer):
             their mean is the first centre (a random direction if the mean is zero).
         seed: seed of the optimizer's random stream.
         nan_policy: ``"worst"`` or ``"drop"``.
-        population: λ, default ``n``.
+        population_size: λ, default ``n``.
         mu: parents averaged (20 in the paper), default λ // 2.
         sphere_norm: norm of every code (300, DeePSim fc6); None: ``sphere_norm_factor`` times the
             mean norm of ``initial_codes`` (for generators whose codes live elsewhere).
@@ -82,7 +82,7 @@ class SphereCMA(FamilyOptimizer):
         *,
         seed: int = 0,
         nan_policy: str = "worst",
-        population: int | None = None,
+        population_size: int | None = None,
         mu: int | None = None,
         sphere_norm: float | None = 300.0,
         sphere_norm_factor: float = 1.0,
@@ -92,7 +92,7 @@ class SphereCMA(FamilyOptimizer):
         schedule_generations: int = 75,
         schedule: str = "exp",
     ) -> None:
-        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population=population)
+        super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         if schedule not in SCHEDULES:
             raise ConfigError(f"SphereCMA: schedule must be one of {SCHEDULES}, got {schedule!r}")
         for key, value in (("sphere_norm_factor", sphere_norm_factor), ("lr", lr),
@@ -105,7 +105,7 @@ class SphereCMA(FamilyOptimizer):
             sphere_norm = float(sphere_norm_factor * norms.mean())
         if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
             raise ConfigError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
-        self.mu = int(parent_count(mu, self.population) or self.population // 2)
+        self.mu = int(parent_count(mu, self.population_size) or self.population_size // 2)
         self.sphere_norm, self.lr, self.schedule = float(sphere_norm), float(lr), schedule
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)
@@ -154,9 +154,9 @@ class SphereCMA(FamilyOptimizer):
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.centre, self.updates = as_array(state["centre"]), int(state["updates"])
 
-    def describe(self) -> dict[str, Any]:
+    def provenance(self) -> dict[str, Any]:
         return {
-            **super().describe(),
+            **super().provenance(),
             "algorithm": "SphereCMA (Wang & Ponce 2022)",
             "mu": self.mu,
             "sphere_norm": self.sphere_norm,

@@ -83,7 +83,7 @@ class DeePSimGenerator(Generator):
 
     def provenance(self) -> dict[str, Any]:
         return {
-            "generator": "deepsim",
+            **super().provenance(),
             "variant": self.variant.name,
             "latent_dim": self.latent_dim,
             "image_size": list(self.image_size),

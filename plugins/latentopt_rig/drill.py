@@ -28,15 +28,15 @@ from latentopt_rig.subject import RigSubject
 FAST_WAIT = {"poll_s": 0.01, "settle_s": 0.03, "corrupt_after_s": 0.4, "timeout_s": 20.0, "message_every_s": 5.0}
 
 
-def tiny_threads(names: Sequence[str] = ("main",), *, population: int = 8, seed: int = 0) -> list[Thread]:
+def tiny_threads(names: Sequence[str] = ("main",), *, population_size: int = 8, seed: int = 0) -> list[Thread]:
     """Threads with 32-px Fourier generators (d = 90) and diagonal CMA-ES on channel 0, seeded as
     :mod:`latentopt.assembly` seeds every run's threads."""
     threads = []
     for k, name in enumerate(names):
         generator = FourierGenerator(image_size=32, max_frequency=2, device="cpu")
-        initial = generator.initial_codes(population, rng=np.random.default_rng(thread_code_seed(seed, k)))
+        initial = generator.initial_codes(population_size, rng=np.random.default_rng(thread_code_seed(seed, k)))
         optimizer = PycmaES(initial, seed=thread_optimizer_seed(seed, k), sigma0=1.0, diagonal=True)
-        threads.append(Thread(name, generator, optimizer, SingleUnit(unit=0)))
+        threads.append(Thread(name, generator, optimizer, SingleUnit(channel=0)))
     return threads
 
 

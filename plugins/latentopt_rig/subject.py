@@ -436,7 +436,7 @@ class RigSubject(Subject):
         return record
 
     def provenance(self) -> dict[str, Any]:
-        return {"rig": "exchange folder", "exchange": str(self.exchange.resolve()), "protocol": self.protocol,
+        return {**super().provenance(), "exchange": str(self.exchange.resolve()), "protocol": self.protocol,
                 "n_channels": self.n_channels_in_file, "channels": self.channels, "area": self.area,
                 "areas": {str(k): v for k, v in self.areas.items()}, "combine": self.combine,
                 "response_window_ms": list(self.response_window_ms),

@@ -69,7 +69,7 @@ def test_table_and_verdict_compare_the_cma_family_with_the_ga():
 
 
 def test_trajectory_plot_has_a_panel_per_area_and_noise(tmp_path):
-    rows = [_row(o, "u", a, noise=n, area=ar, trajectory=[1.0, 2.0, a], population=40)
+    rows = [_row(o, "u", a, noise=n, area=ar, trajectory=[1.0, 2.0, a], population_size=40)
             for o, a in (("ga_ponce", 3.0), ("bench_sep_cma", 4.0)) for n in ("none", "mult05") for ar in ("V1", "V4")]
     summarize.normalise(rows)
     summarize.plot(rows, tmp_path / "t.png")
@@ -84,7 +84,7 @@ def _gabor_unit() -> dict[str, Any]:
         "generator": {"name": "pixel", "image_size": 64, "resolution": 8, "init_scale": 0.5, "device": "cpu"},
         "subject": {"name": "gabor_v1", "orientations_deg": [45.0], "wavelength": 8.0, "sigma": 6.0, "size": 64,
                     "gain": 10.0, "device": "cpu"},
-        "objective": {"name": "single_unit", "unit": 0},
+        "objective": {"name": "single_unit", "channel": 0},
         "experiment": {"references": []},
     }
 

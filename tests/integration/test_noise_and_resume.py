@@ -3,12 +3,14 @@ generation, and a run stopped after k generations and resumed equals the uninter
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TINY, run_cli
 from omegaconf import DictConfig
 
@@ -188,3 +190,24 @@ def test_noisy_cli_run_stopped_and_resumed_equals_the_uninterrupted_run(tmp_path
     a, b = latentopt.load_run(straight), latentopt.load_run(resumed)
     assert a.generations == 6
     _assert_same_run(a, b)
+
+
+def test_a_run_recorded_with_the_old_keys_resumes_as_if_never_stopped(tmp_path):
+    """cmaes_diag (``centre: mean`` before the rename) on one channel (``unit: 0``): stopped after 2
+    generations and resumed to 4, it equals the uninterrupted 4-generation run."""
+    args = [a for a in TINY if not a.startswith("optimizer")] + ["optimizer=cmaes_diag",
+                                                                  "optimizer.population_size=8", "optimizer.sigma0=0.5"]
+    whole, part = tmp_path / "whole", tmp_path / "part"
+    run_cli([*args, "experiment.generations=4", f"hydra.run.dir={whole}"])
+    run_cli([*args, "experiment.generations=2", f"hydra.run.dir={part}"])
+    config = (part / "config.yaml").read_text()
+    assert "init_mean: codes" in config and "channel: 0" in config
+    old_spelling = config.replace("init_mean: codes", "centre: mean").replace("channel: 0", "unit: 0")
+    (part / "config.yaml").write_text(old_spelling)
+    run_cli([str(part), "experiment.generations=4"], entry="resume_main")
+    resumed, uninterrupted = latentopt.load_run(part), latentopt.load_run(whole)
+    assert uninterrupted.generations == 4
+    _assert_same_run(uninterrupted, resumed)
+    effective = yaml.safe_load(json.loads((part / "resumes.jsonl").read_text().splitlines()[-1])["effective_config"])
+    assert effective["optimizer"]["init_mean"] == "codes" and "centre" not in effective["optimizer"]
+    assert effective["objective"] == {"name": "single_unit", "channel": 0}

@@ -25,19 +25,22 @@ BAD = [
     (["optimizer=ga_xdream", "optimizer.mutation_size=inf"], "optimizer.mutation_size"),
     (["optimizer=cmaes", "optimizer.sigma0=nan"], "optimizer.sigma0"),
     (["optimizer=cmaes_diag", "optimizer.sigma0=-inf"], "optimizer.sigma0"),
-    (["optimizer=sep_cma", "optimizer.sigma=nan"], "optimizer.sigma"),
-    (["optimizer=cholesky_cma", "optimizer.sigma=inf"], "optimizer.sigma"),
+    (["optimizer=sep_cma", "optimizer.sigma0=nan"], "optimizer.sigma0"),
+    (["optimizer=cholesky_cma", "optimizer.sigma0=inf"], "optimizer.sigma0"),
     (["optimizer=sphere_cma", "optimizer.lr=nan"], "optimizer.lr"),
-    (["optimizer=hessian_cma", "optimizer.sigma=nan"], "optimizer.sigma"),
-    (["optimizer=random", "optimizer.sigma=nan"], "optimizer.sigma"),
+    (["optimizer=hessian_cma", "optimizer.sigma0=nan"], "optimizer.sigma0"),
+    (["optimizer=random", "optimizer.sigma0=nan"], "optimizer.sigma0"),
+    (["optimizer=nevergrad", "optimizer.sigma0=-1"], "optimizer.sigma0"),
+    (["optimizer=cmaes", "optimizer.init_mean=mean"], "optimizer.init_mean"),
+    (["optimizer=sep_cma", "optimizer.init_mean=centre"], "optimizer.init_mean"),
     (["subject.noise.kind=multiplicative", "subject.noise.level=nan"], "subject.noise.level"),
     (["subject.noise.kind=poisson", "subject.noise.gain=inf"], "subject.noise.gain"),
     (["seed=abc"], "seed"),
     (["seed=-1"], "seed"),
     (["seed=1.5"], "seed"),
-    (["objective.unit=3"], "objective.unit"),
-    (["objective=mean_units", "objective.units=[0,3]"], "objective.units"),
-    (["objective.unit=abc"], "objective.unit"),
+    (["objective.channel=3"], "objective.channel=3 but the subject has 1 channel(s)"),
+    (["objective=mean_units", "objective.channels=[0,3]"], "objective.channels"),
+    (["objective.channel=abc"], "objective.channel"),
     (["optimizer=cmaes", "optimizer.mu=50"], "optimizer.mu"),
     (["optimizer=sep_cma", "optimizer.mu=13"], "optimizer.mu"),
     (["experiment.references=[nosuch]"], "experiment.references"),
@@ -92,6 +95,30 @@ def test_bad_value_is_a_config_error_naming_the_key(overrides, key):
         build_evolution(cfg)
     message = str(info.value)
     assert key in message and "\n" not in message, message
+
+
+# Settings spelled the old way (a user's own config file, or a +key override): one line naming the new key.
+RENAMED = [
+    (["optimizer=sep_cma", "+optimizer.sigma=1.0"], "optimizer.sigma was renamed optimizer.sigma0"),
+    (["optimizer=cholesky_cma", "+optimizer.sigma=1.0"], "optimizer.sigma was renamed optimizer.sigma0"),
+    (["optimizer=hessian_cma", "+optimizer.sigma=1.0"], "optimizer.sigma was renamed optimizer.sigma0"),
+    (["optimizer=nevergrad", "+optimizer.sigma=1.0"], "optimizer.sigma was renamed optimizer.sigma0"),
+    (["optimizer=random", "+optimizer.sigma=1.0"], "optimizer.sigma was renamed optimizer.sigma0"),
+    (["optimizer=cmaes", "+optimizer.centre=mean"],
+     "optimizer.centre was renamed optimizer.init_mean (mean is now codes)"),
+    (["optimizer=sep_cma", "+optimizer.population=20"], "optimizer.population was renamed optimizer.population_size"),
+    (["optimizer=cmaes", "+optimizer.popsize=20"], "optimizer.popsize was renamed optimizer.population_size"),
+    (["+objective.unit=0"], "objective.unit was renamed objective.channel"),
+    (["objective=mean_units", "+objective.units=[0]"], "objective.units was renamed objective.channels"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "hint"), RENAMED, ids=[" ".join(o) for o, _ in RENAMED])
+def test_an_old_key_is_a_config_error_naming_the_new_key(overrides, hint):
+    with pytest.raises(ConfigError) as info:
+        build_evolution(_compose(overrides))
+    message = str(info.value)
+    assert hint in message and "\n" not in message, message
 
 
 def test_channels_that_are_not_indices_are_refused():
@@ -164,7 +191,8 @@ CLI_BAD = [
     (["experiment.generations=1e23"], "experiment.generations"),
     (["progress=maybe"], "progress"),
     (["generator.image_size=4"], "generator.image_size"),
-    (["objective.unit=3"], "objective.unit"),
+    (["objective.channel=3"], "objective.channel"),
+    (["+objective.unit=0"], "objective.unit was renamed objective.channel"),
 ]
 
 

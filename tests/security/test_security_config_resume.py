@@ -39,7 +39,7 @@ REFUSED = [
     ("generator=fourier", "generator"),
     ("+generator.extra=1", "generator.extra"),
     ("~experiment.references", "experiment.references"),
-    ("objective.unit=1", "objective.unit"),
+    ("objective.channel=1", "objective.channel"),
     ("subject.device=cpu:1", "subject.device"),
     ("experiment.generations=1e23", "experiment.generations"),
     ("experiment.generations=abc", "experiment.generations"),

@@ -46,7 +46,7 @@ SPOILED = [
     (("best", "code"), np.array(["a"] * 5), "best.code must be numeric codes of dimension 5"),
     (("best", "code"), np.zeros((2, 5)), "best.code must be numeric codes"),
     (("impl",), KeyError, "no field 'impl'"),
-    (("impl", "population"), KeyError, "GeneticAlgorithm has no field 'population'"),
+    (("impl", "codes"), KeyError, "GeneticAlgorithm has no field 'codes'"),
 ]
 
 
@@ -62,7 +62,7 @@ def test_damaged_state_is_one_error_and_changes_nothing(path: tuple[str, ...], v
     assert "\n" not in str(caught.value)
     after = target.state_dict()
     assert after["generation"] == target_before["generation"] and after["rng"] == target_before["rng"]
-    np.testing.assert_array_equal(after["impl"]["population"], target_before["impl"]["population"])
+    np.testing.assert_array_equal(after["impl"]["codes"], target_before["impl"]["codes"])
     np.testing.assert_array_equal(target.ask(), _ga().ask())  # still proposes what it would have
 
 

@@ -19,20 +19,20 @@ class Recording(Optimizer):
 
     def __init__(self, initial_codes: np.ndarray, **kwargs: Any) -> None:
         super().__init__(initial_codes, **kwargs)
-        self.population = np.asarray(initial_codes, np.float32).copy()
+        self.codes = np.asarray(initial_codes, np.float32).copy()
         self.told: list[tuple[np.ndarray, np.ndarray]] = []
 
     def _ask(self) -> np.ndarray:
-        return self.population
+        return self.codes
 
     def _tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
         self.told.append((codes.copy(), scores.copy()))
 
     def _state_dict(self) -> dict[str, Any]:
-        return {"population": self.population}
+        return {"codes": self.codes}
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
-        self.population = np.asarray(state["population"], np.float32)
+        self.codes = np.asarray(state["codes"], np.float32)
 
 
 CODES = np.arange(15, dtype=np.float32).reshape(5, 3)

@@ -148,3 +148,59 @@ def test_full_covariance_in_high_dimension_warns_about_record_size():
         warnings.simplefilter("error")
         PycmaES(np.zeros((8, 1024), np.float32), seed=0, diagonal=True)
         PycmaES(np.zeros((8, 512), np.float32), seed=0)
+
+
+def test_ga_state_recorded_before_the_rename_resumes_the_same_generation():
+    """States written before the GA's code array was renamed hold it under ``population``."""
+    from latentopt.testing import _through_disk
+
+    neuron = quadratic_neuron(5, seed=1)
+    codes = np.random.default_rng(0).normal(size=(8, 5)).astype(np.float32)
+    ga = GeneticAlgorithm(codes, seed=4, n_elite=2)
+    for _ in range(3):
+        asked = ga.ask()
+        ga.tell(asked, neuron(asked))
+    old = ga.state_dict()
+    old["impl"] = {"population": old["impl"].pop("codes")}
+    resumed = GeneticAlgorithm(np.zeros((8, 5), np.float32), seed=9, n_elite=2)
+    resumed.load_state_dict(_through_disk(old))
+    for _ in range(3):
+        x, y = ga.ask(), resumed.ask()
+        np.testing.assert_array_equal(x, y)
+        ga.tell(x, neuron(x))
+        resumed.tell(y, neuron(y))
+    assert set(resumed.state_dict()["impl"]) == {"codes"}  # written again under the new key
+
+
+@pytest.mark.parametrize(("init_mean", "expected"), [("codes", lambda c: c.mean(0)), ("zero", np.zeros_like)])
+def test_pycma_starts_at_init_mean(init_mean, expected):
+    codes = np.random.default_rng(0).normal(3.0, 1.0, size=(10, 4)).astype(np.float32)
+    opt = PycmaES(codes, seed=0, sigma0=1e-6, init_mean=init_mean)
+    target = np.asarray(expected(codes.astype(np.float64)))
+    np.testing.assert_allclose(opt.ask(), np.broadcast_to(target, (10, 4)), atol=1e-4)
+    assert opt.provenance()["init_mean"] == init_mean and opt.provenance()["population_size"] == 10
+
+
+def test_pycma_init_mean_refuses_the_old_value_naming_the_key():
+    with pytest.raises(ValueError, match=r"^optimizer\.init_mean must be one of codes, zero, got 'mean'$"):
+        PycmaES(np.zeros((4, 3), np.float32), init_mean="mean")
+
+
+def test_random_search_samples_around_the_codes_mean_with_sigma0():
+    """After the initial codes, samples are N(mean of the codes, sigma0^2): 20 generations of 40 x 6
+    draws standardised by that mean and sigma0 pass scipy's Kolmogorov-Smirnov test against N(0, 1)."""
+    from scipy import stats
+
+    codes = np.random.default_rng(1).normal(2.0, 0.1, size=(40, 6)).astype(np.float32)
+    opt = RandomSearch(codes, seed=0, sigma0=0.5)
+    first = opt.ask()
+    np.testing.assert_array_equal(first, codes)
+    opt.tell(first, np.zeros(40))
+    draws = []
+    for _ in range(20):
+        draws.append(opt.ask())
+        opt.tell(draws[-1], np.zeros(40))
+    standardised = ((np.concatenate(draws) - codes.mean(0)) / 0.5).ravel()
+    assert stats.kstest(standardised, "norm").pvalue > 1e-3
+    assert opt.sigma == opt.sigma0 == 0.5 and opt.provenance()["sigma0"] == 0.5
+    assert RandomSearch(codes).sigma0 == pytest.approx(float(codes.std()))

@@ -57,4 +57,4 @@ class BlobsGenerator(Generator):
         return images.clamp(0.0, 1.0)
 
     def provenance(self) -> dict[str, Any]:
-        return {"generator": "example_blobs", "n_blobs": self.n_blobs, "image_size": list(self.image_size)}
+        return {**super().provenance(), "n_blobs": self.n_blobs, "image_size": list(self.image_size)}

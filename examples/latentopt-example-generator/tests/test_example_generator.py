@@ -36,4 +36,4 @@ def test_evolution_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = latentopt.load_run(run_dir)
     assert record.codes.shape == (2, 12, 48)
-    assert json.loads((run_dir / "provenance.json").read_text())["generator"]["generator"] == "example_blobs"
+    assert json.loads((run_dir / "provenance.json").read_text())["generator"]["class"] == "BlobsGenerator"

@@ -32,5 +32,9 @@ def test_evolution_with_biggan_runs_end_to_end(tmp_path, config, space, dim):
     record = latentopt.load_run(run_dir)
     assert record.codes.shape == (2, 8, dim)
     provenance = json.loads((run_dir / "provenance.json").read_text())
-    assert provenance["generator"]["model"] == f"biggan-deep-{resolution}"
-    assert len(provenance["generator"]["weights"]["state_dict"]["sha256"]) == 64
+    recorded = provenance["generator"]
+    if space != "full":  # the subspace records itself and, under "base", the generator it wraps
+        assert (recorded["class"], recorded["space"], recorded["free_dims"]) == ("BigGANSubspace", space, dim)
+        recorded = recorded["base"]
+    assert recorded["class"] == "BigGANGenerator" and recorded["model"] == f"biggan-deep-{resolution}"
+    assert len(recorded["weights"]["state_dict"]["sha256"]) == 64

@@ -9,7 +9,7 @@ from latentopt_cmafamily.cholesky import CholeskyCMA, CholeskyCore
 
 def test_factored_updates_match_the_dense_covariance_update() -> None:
     rng = np.random.default_rng(0)
-    core = CholeskyCore(np.zeros(8), sigma=1.0, mu=5, a_update_every=1)
+    core = CholeskyCore(np.zeros(8), sigma0=1.0, mu=5, a_update_every=1)
     target = rng.standard_normal(8) * 3
     for _ in range(40):
         before = core.factor.dense()
@@ -33,13 +33,13 @@ def test_factor_is_updated_every_tenth_generation_only() -> None:
 
 def test_paper_defaults_are_resolved() -> None:
     optimizer = CholeskyCMA(np.zeros((40, 4096), np.float32))
-    settings = optimizer.describe()
-    assert (settings["population"], settings["mu"], settings["sigma0"]) == (40, 20, 3.0)
+    settings = optimizer.provenance()
+    assert (settings["population_size"], settings["mu"], settings["sigma0"]) == (40, 20, 3.0)
     assert settings["a_update_every"] == 10 and settings["init_mean"] == "zero"
     assert np.array_equal(optimizer.core.mean, np.zeros(4096))
 
 
 def test_init_mean_codes_starts_at_their_mean() -> None:
     codes = np.random.default_rng(2).standard_normal((40, 16)).astype(np.float32) + 5
-    optimizer = CholeskyCMA(codes, init_mean="codes", sigma=1e-3)
+    optimizer = CholeskyCMA(codes, init_mean="codes", sigma0=1e-3)
     np.testing.assert_allclose(optimizer.ask().mean(0), codes.mean(0), atol=1e-2)

@@ -102,14 +102,14 @@ def test_tell_without_ask_is_an_error(factory: Factory) -> None:
 
 # (name, d, settings, generations, required fraction of the initial distance² removed)
 PROGRESS = [
-    ("sep_cma", 50, {"sigma": 0.5}, 60, 0.95),
-    ("cholesky_cma", 50, {"sigma": 0.5}, 60, 0.95),
-    ("hessian_cma", 50, {"sigma": 0.5}, 60, 0.95),
+    ("sep_cma", 50, {"sigma0": 0.5}, 60, 0.95),
+    ("cholesky_cma", 50, {"sigma0": 0.5}, 60, 0.95),
+    ("hessian_cma", 50, {"sigma0": 0.5}, 60, 0.95),
     ("sphere_cma", 50, {"step_start_deg": 40.0, "step_end_deg": 3.0, "schedule_generations": 40}, 60, 0.9),
-    ("nevergrad", 50, {"sigma": 0.5}, 60, 0.9),
+    ("nevergrad", 50, {"sigma0": 0.5}, 60, 0.9),
     ("gradient_ascent", 50, {"lr": 0.05}, 60, 0.95),
-    ("sep_cma", 4096, {"sigma": 0.3}, 30, 0.08),
-    ("cholesky_cma", 4096, {"sigma": 0.3}, 30, 0.08),
+    ("sep_cma", 4096, {"sigma0": 0.3}, 30, 0.08),
+    ("cholesky_cma", 4096, {"sigma0": 0.3}, 30, 0.08),
     (
         "sphere_cma",
         4096,

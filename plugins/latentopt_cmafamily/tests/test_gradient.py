@@ -53,7 +53,7 @@ def test_reaches_the_optimum_on_a_ball_of_codes() -> None:
     generator, unit, radius = AffineGenerator(16), LinearUnit(), 5.0
     start = np.random.default_rng(2).standard_normal((3, 16)).astype(np.float32)
     result = gradient_ascent(
-        generator, unit, FirstChannel(), start, steps=300, lr=1.0, optimizer="sgd", max_norm=radius
+        generator, unit, FirstChannel(), start, steps=300, lr=1.0, stepper="sgd", max_norm=radius
     )
     direction = (generator.weight.T @ unit.filter).numpy().astype(np.float64)
     optimum = 0.5 * float(unit.filter.sum()) + 0.01 * radius * np.linalg.norm(direction)

@@ -15,13 +15,13 @@ def test_samples_stay_in_the_span_with_anisotropic_steps(tmp_path: Path) -> None
     basis, spectrum = hessian_basis(64, 8)
     np.savez(tmp_path / "metric.npz", eigvecs=basis, eigvals=spectrum)
     codes = np.zeros((400, 64), np.float32)
-    optimizer = HessianCMA(codes, metric=str(tmp_path / "metric.npz"), exponent=0.5, sigma=1.0)
+    optimizer = HessianCMA(codes, metric=str(tmp_path / "metric.npz"), exponent=0.5, sigma0=1.0)
     samples = optimizer.ask().astype(np.float64)
     coefficients = samples @ basis
     np.testing.assert_allclose(coefficients @ basis.T, samples, atol=1e-4)  # nothing off the span
     ratio = coefficients.std(0) / spectrum**-0.5
     np.testing.assert_allclose(ratio, 1.0, rtol=0.2)  # std along eigvec i is σ λ_i^(−1/2)
-    assert optimizer.describe()["rank"] == 8
+    assert optimizer.provenance()["rank"] == 8
 
 
 def test_rank_keeps_the_top_eigenpairs() -> None:

@@ -21,7 +21,7 @@ def generation(optimizer: NevergradOptimizer, target: float = 1.0) -> np.ndarray
 
 def test_records_version_and_resolved_sub_optimizer() -> None:
     optimizer = NevergradOptimizer(initial_codes(40, 30), ng_name="NGOpt", budget=3000)
-    settings = optimizer.describe()
+    settings = optimizer.provenance()
     assert settings["nevergrad"] and settings["resolved"].startswith("NGOpt -> ")
     assert NevergradOptimizer(initial_codes(), ng_name="DiagonalCMA").resolved().startswith("DiagonalCMA")
 
@@ -29,7 +29,7 @@ def test_records_version_and_resolved_sub_optimizer() -> None:
 def test_pycma_population_is_recorded_before_the_first_ask() -> None:
     # run provenance is written before generation 0: the record must already say what pycma will use
     optimizer = NevergradOptimizer(initial_codes(40, 4096), ng_name="CMA", budget=3000)
-    before = optimizer.describe()["resolved"]
+    before = optimizer.provenance()["resolved"]
     assert "popsize 70" in before and "'diagonal': True" in before
     with pytest.raises(OptimizerError):  # this resolution fails at d = 4096 (see the test below)
         for _ in range(10):

@@ -47,4 +47,4 @@ def test_every_optimizer_builds_from_its_config_as_the_cli_does(registry, tmp_pa
         population = kwargs.pop("population_size")  # the CLI draws this many initial codes
         optimizer = registry.build("optimizers", name, initial_codes(population), seed=0, **kwargs)
         assert optimizer.ask().shape == (population, 20)
-        assert optimizer.describe()["class"] == type(optimizer).__name__
+        assert optimizer.provenance()["class"] == type(optimizer).__name__

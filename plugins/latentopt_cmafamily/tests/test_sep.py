@@ -15,7 +15,7 @@ def _tell(optimizer: SepCMA, rng: np.random.Generator) -> None:
 
 
 def test_exp_schedule_decays_sigma_geometrically_then_holds():
-    optimizer = SepCMA(initial_codes(12, 30), sigma=2.0, step_schedule="exp", sigma_end_ratio=0.1,
+    optimizer = SepCMA(initial_codes(12, 30), sigma0=2.0, step_schedule="exp", sigma_end_ratio=0.1,
                        schedule_generations=11)
     rng = np.random.default_rng(0)
     sigmas = [optimizer.sigma]
@@ -24,14 +24,14 @@ def test_exp_schedule_decays_sigma_geometrically_then_holds():
         sigmas.append(optimizer.sigma)
     np.testing.assert_allclose(sigmas[:11], 2.0 * 0.1 ** (np.arange(11) / 10))
     assert sigmas[10:] == pytest.approx([0.2] * 6)
-    assert optimizer.describe()["step_schedule"] == "exp"
+    assert optimizer.provenance()["step_schedule"] == "exp"
 
 
 def test_csa_keeps_sigma_high_under_random_selection_where_exp_decays():
     """Scores unrelated to the codes (pure noise): CSA sees no signal and leaves σ near σ0."""
     rng = np.random.default_rng(1)
-    csa = SepCMA(initial_codes(40, 1386), sigma=1.5, seed=2)
-    exp = SepCMA(initial_codes(40, 1386), sigma=1.5, seed=2, step_schedule="exp")
+    csa = SepCMA(initial_codes(40, 1386), sigma0=1.5, seed=2)
+    exp = SepCMA(initial_codes(40, 1386), sigma0=1.5, seed=2, step_schedule="exp")
     for _ in range(75):
         _tell(csa, rng)
         _tell(exp, rng)
@@ -40,7 +40,7 @@ def test_csa_keeps_sigma_high_under_random_selection_where_exp_decays():
 
 
 def test_exp_schedule_resumes_exactly_mid_run(tmp_path):
-    settings = {"sigma": 1.0, "step_schedule": "exp", "schedule_generations": 8, "seed": 3}
+    settings = {"sigma0": 1.0, "step_schedule": "exp", "schedule_generations": 8, "seed": 3}
     rng = np.random.default_rng(4)
     first = SepCMA(initial_codes(12, 30), **settings)
     for _ in range(4):
