@@ -7,7 +7,7 @@ from latentopt.experiments.manifold_report import ManifoldRecord, load_manifold
 from latentopt.generator import FixedSubspace, Generator
 from latentopt.objective import Objective
 from latentopt.optimizer import Optimizer, OptimizerError
-from latentopt.records import RunRecord, load_run
+from latentopt.run_record import RunRecord, load_run
 from latentopt.subject import Subject
 
 __all__ = [

@@ -17,7 +17,8 @@ import numpy as np
 from latentopt.assembly import build_experiment, validate_run_keys
 from latentopt.experiment import Experiment, GenerationResult, operator_line
 from latentopt.plugins import Registry
-from latentopt.records import RecordError, RunWriter, load_run, occupied_message, run_folder_contents
+from latentopt.records import RecordError, RunWriter, occupied_message, run_folder_contents
+from latentopt.run_record import load_run
 from latentopt.runtime import runtime_info
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.records import IMAGE_DIR, RunWriter, load_run
+from latentopt.records import IMAGE_DIR, RunWriter
+from latentopt.run_record import load_run
 
 
 def montage(images: list[np.ndarray], *, columns: int = 10, tile: int = 96) -> np.ndarray:

@@ -270,7 +270,8 @@ def check_experiment(config: dict[str, Any], folder: Any, *, registry: Any = Non
     from pathlib import Path
 
     from latentopt.launch import run_experiment
-    from latentopt.records import GENERATION_DIR, load_generation, load_run
+    from latentopt.records import GENERATION_DIR, load_generation
+    from latentopt.run_record import load_run
 
     full, resumed = Path(folder) / "full", Path(folder) / "resumed"
     name = config["experiment"]["name"]

@@ -247,7 +247,8 @@ class Manifold(Experiment):
 
 def _source_codes(exp: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any], Path | None]:
     """``(all codes (n, d), last generation's codes (m, d), source description, source run or None)``."""
-    from latentopt.records import RecordError, load_run
+    from latentopt.records import RecordError
+    from latentopt.run_record import load_run
 
     source, codes_file = exp.get("source"), exp.get("codes")
     if (source is None) == (codes_file is None):
@@ -297,7 +298,8 @@ def _components(config: Mapping[str, Any], exp: Mapping[str, Any],
     """The generator, subject and objective nodes (the source run's for the groups in ``experiment.inherit``),
     and the groups inherited."""
     from latentopt.assembly import merge
-    from latentopt.records import RecordError, recorded_config
+    from latentopt.records import RecordError
+    from latentopt.run_record import recorded_config
 
     inherit = exp.get("inherit", "auto")
     inherit = list(INHERITABLE) if inherit == "auto" else inherit

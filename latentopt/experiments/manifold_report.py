@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from latentopt.experiments.manifold import THUMBNAIL, ManifoldDesign
-from latentopt.records import RecordError, RunWriter, load_run
+from latentopt.records import RecordError, RunWriter
+from latentopt.run_record import load_run
 
 MANIFOLD_FILE = "manifold.json"
 
