@@ -31,7 +31,9 @@ def _make_venv(folder: Path) -> Path:
     python = folder / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    borrowed = [p for p in sys.path if p and Path(p).is_dir() and not Path(p).resolve().is_relative_to(ROOT)]
+    # the source tree is left out; a venv inside the checkout (scripts/setup.sh makes .venv there) is borrowed
+    borrowed = [p for p in sys.path if p and Path(p).is_dir()
+                and ("site-packages" in Path(p).parts or not Path(p).resolve().is_relative_to(ROOT))]
     Path(purelib, "borrowed_dependencies.pth").write_text("\n".join(dict.fromkeys(borrowed)) + "\n")
     return folder / "bin"
 
