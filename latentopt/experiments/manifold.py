@@ -260,6 +260,9 @@ def _source_codes(exp: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[
             threads = record.threads
         except RecordError as err:
             raise ConfigError(f"experiment.source: {err}") from err
+        if not threads:
+            raise ConfigError(f"experiment.source: {source} holds no evolution (experiment {record.experiment!r}); "
+                              "give the run folder of an evolution")
         if thread not in threads:
             raise ConfigError(f"experiment.thread: {source} has no thread {thread!r} (it has {', '.join(threads)})")
         codes = threads[thread].codes

@@ -95,6 +95,9 @@ def test_analyze_refits_a_channel_into_its_own_folder(evolution, tmp_path):
     assert "channel 3: the run recorded 1 channel(s)" in _one_line(
         cli("analyze_main", "manifold", str(out), "--channel", "3"))
     assert "holds no manifold run" in _one_line(cli("analyze_main", "manifold", str(evolution)))
+    # a manifold run is no source of spheres
+    line = _one_line(cli("main", *MANIFOLD, f"experiment.source={out}", f"hydra.run.dir={tmp_path / 'again'}"))
+    assert "holds no evolution (experiment 'manifold')" in line
 
 
 @pytest.mark.parametrize(("overrides", "expected"), [
@@ -104,8 +107,8 @@ def test_analyze_refits_a_channel_into_its_own_folder(evolution, tmp_path):
     (["experiment.spheres=[PC1_PC2]"], "experiment.spheres: 'PC1_PC2' must"),
     (["experiment.spheres=[PC1_PC2_PC40]"], "experiment.spheres: 'PC1_PC2_PC40' must"),
     (["experiment.n_components=100"], "experiment.n_components: "),
-    (["experiment.grid=2"], "experiment.grid must be >= 3"),
-    (["experiment.repeats=0"], "experiment.repeats must be >= 1"),
+    (["experiment.grid=2"], "experiment.grid must be in [3, 181], got 2"),
+    (["experiment.repeats=0"], "experiment.repeats must be in [1, 100], got 0"),
     (["experiment.inherit=[optimizer]"], "experiment.inherit must list groups of generator, subject, objective"),
 ])
 def test_bad_manifold_input_is_one_line_and_writes_nothing(evolution, tmp_path, overrides, expected):
