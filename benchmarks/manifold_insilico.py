@@ -41,6 +41,8 @@ def run_unit(out: Path, area: str, channel: int, args: argparse.Namespace) -> li
                    f"experiment.generations={args.generations}", f"seed={channel}", *noise,
                    f"hydra.run.dir={evolution}")
     t0 = time.perf_counter()
+    if (manifold / "manifold.json").exists() and args.reanalyze:
+        _analyze(manifold)
     if not (manifold / "manifold.json").exists():
         _latentopt("experiment=manifold", f"experiment.source={evolution}", f"experiment.grid={args.grid}",
                    f"experiment.repeats={args.repeats}", f"seed={channel}", f"hydra.run.dir={manifold}")
@@ -51,8 +53,17 @@ def run_unit(out: Path, area: str, channel: int, args: argparse.Namespace) -> li
         rows.append({"area": area, "channel": channel, "sphere": sphere["name"], "r2": sphere["r2"],
                      "adj_r2": sphere["adj_r2"], "kappa": sphere["kappa"], "beta": sphere["beta"],
                      "anova_p": sphere["anova_p"], "noise_ceiling": sphere["noise_ceiling"],
-                     "manifold_s": round(seconds, 1)})
+                     "at_bound": sphere["message"].startswith("baseline at its bound"),
+                     "converged": sphere["ok"], "manifold_s": round(seconds, 1)})
     return rows
+
+
+def _analyze(manifold: Path) -> None:
+    """Re-fit a recorded manifold with this checkout's analysis (``latentopt-analyze manifold``)."""
+    command = [sys.executable, "-c", "from latentopt.cli import analyze_main; analyze_main()", "manifold", str(manifold)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-2000:]}")
 
 
 def _mean(rows: list[dict[str, object]], key: str) -> str:
@@ -67,8 +78,8 @@ def _median(rows: list[dict[str, object]], key: str) -> str:
 
 def table(rows: list[dict[str, object]]) -> str:
     spheres = list(dict.fromkeys(str(r["sphere"]) for r in rows))
-    lines = ["| area | sphere | units | mean R² | mean κ | mean β | median ANOVA p | maps R² > 0.5 |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| area | sphere | units | mean R² | mean κ | mean β | median ANOVA p | maps R² > 0.5 | κ at the "
+             "baseline bound |", "|---|---|---|---|---|---|---|---|---|"]
     for area in AREAS:
         for sphere in spheres:
             mine = [r for r in rows if r["area"] == area and r["sphere"] == sphere]
@@ -76,7 +87,8 @@ def table(rows: list[dict[str, object]]) -> str:
                 continue
             good = sum(1 for r in mine if r["r2"] is not None and float(r["r2"]) > 0.5)  # type: ignore[arg-type]
             lines.append(f"| {area} | {sphere} | {len(mine)} | {_mean(mine, 'r2')} | {_mean(mine, 'kappa')} | "
-                         f"{_mean(mine, 'beta')} | {_median(mine, 'anova_p')} | {good}/{len(mine)} |")
+                         f"{_mean(mine, 'beta')} | {_median(mine, 'anova_p')} | {good}/{len(mine)} | "
+                         f"{sum(1 for r in mine if r['at_bound'])}/{len(mine)} |")
     return "\n".join(lines)
 
 
@@ -89,6 +101,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--noise", default="multiplicative")
     parser.add_argument("--noise-level", type=float, default=0.2)
+    parser.add_argument("--reanalyze", action="store_true",
+                        help="re-fit manifolds already recorded in --out (latentopt-analyze) instead of skipping them")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []

@@ -11,7 +11,8 @@ with the orthonormal frame (μ1, μ2, μ3) an SO(3) rotation given by three angl
 Parametrisation and degeneracies (what :func:`fit_kent` reports):
 
 - Reported parameters always lie in the published MATLAB bounds (Tuning-Manifold-Charting):
-  θ ∈ [-π, π], φ ∈ [-π/2, π/2], ψ ∈ [0, π), β ≥ 0, A ≥ 0, κ and baseline free. Inside the optimiser the
+  θ ∈ [-π, π], φ ∈ [-π/2, π/2], ψ ∈ [0, π), β ≥ 0, A ≥ 0, κ free; the baseline is kept within
+  [min − 2 · range, max] of the responses (:data:`BASELINE_RANGES`, not a published bound). Inside the optimiser the
   three angles and β are free (no walls): θ is periodic, going over a pole is a change of (θ, φ, ψ), ψ has
   period π and β < 0 equals β > 0 with ψ + π/2. Walls at θ = ±π or ψ ∈ {0, π} would trap fits whose true
   value lies just across them (a peak at θ = 170° approached from θ = -170°); the model family is the same.
@@ -64,6 +65,11 @@ _RANK_RTOL = 1e-9  # singular values of the column-scaled jacobian below this fr
 # the published amplitude A = height·e^(−κ) would near float64's underflow beyond it. Such a narrow fit is a spike
 # on a single direction (flagged in KentFit.message).
 MAX_KAPPA = 500.0
+BASELINE_RANGES = 2.0
+"""The fitted baseline lies in [min − 2 · range, max] of the responses (not a published bound). Without it a
+near-linear (cosine-like) map is fitted best in the limit κ → 0, A → ∞, baseline → −∞ (A·e^{κ μ·z} ≈ A + Aκ μ·z),
+a fit that never converges and whose κ says nothing; with it such maps get the sharpest Kent peak the data allow,
+and the fit says so (``message`` starts with "baseline at its bound")."""
 
 
 def _frame(theta: float, phi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -340,13 +346,25 @@ def _standard_errors(params: np.ndarray, z: np.ndarray, sse: float) -> np.ndarra
     return np.where(unidentified, np.nan, np.sqrt(variance) / np.where(norms > 0, norms, 1.0))
 
 
+def _baseline_bounds(y: np.ndarray) -> tuple[float, float]:
+    """``[min(y) − BASELINE_RANGES · ptp(y), max(y)]``: where the fitted baseline may lie."""
+    low, high = float(np.min(y)), float(np.max(y))
+    return low - BASELINE_RANGES * (high - low), high
+
+
 def _best_fit(z: np.ndarray, y: np.ndarray, with_baseline: bool) -> optimize.OptimizeResult:
     """The lowest-cost least-squares fit over the screened starts, in the optimiser's form (``_model``)."""
     lower, upper = np.full(7 if with_baseline else 6, -np.inf), np.full(7 if with_baseline else 6, np.inf)
     lower[_AMP] = 0.0  # A ≥ 0 as published; angles and β are free and canonicalised afterwards
     lower[_KAPPA], upper[_KAPPA] = -MAX_KAPPA, MAX_KAPPA
+    if with_baseline:  # see BASELINE_RANGES: stops the slide to κ -> 0, A -> ∞, baseline -> -∞ on near-linear maps
+        lower[_BASE], upper[_BASE] = _baseline_bounds(y)
 
     def run(start: np.ndarray, max_nfev: int) -> optimize.OptimizeResult:
+        start = start.copy()
+        if with_baseline:  # a screened start's closed-form baseline may lie outside its bounds
+            margin = 1e-9 * (upper[_BASE] - lower[_BASE])
+            start[_BASE] = np.clip(start[_BASE], lower[_BASE] + margin, upper[_BASE] - margin)
         return optimize.least_squares(lambda p: _model(p, z, 1.0) - y, start, jac=lambda p: _jacobian(p, z, 1.0),
                                       bounds=(lower, upper), method="trf", x_scale="jac", ftol=_FTOL,
                                       max_nfev=max_nfev)
@@ -409,6 +427,9 @@ def fit_kent(directions: Any, responses: Any, *, baseline: bool = True) -> KentF
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         fitted = np.where(np.isfinite(z).all(axis=1), _model(params[:n_params], np.nan_to_num(z)), np.nan)
     message = "" if converged else f"fit did not converge: {best.message}"
+    if baseline and converged and abs(best.x[_BASE] - _baseline_bounds((ys - offset) / scale)[0]) < 1e-6:
+        message = ("baseline at its bound: the map is near-linear in the direction (cosine-like); κ reflects the "
+                   "bound, not a measured sharpness")
     if converged and _above_half_height(params, zs) <= 1:
         message = "spike: at most one sampled direction is above half the peak's height (not a tuning peak)"
     return _result(params, n_params, fitted, r2=1.0 - sse / sst,

@@ -270,3 +270,18 @@ def test_bad_shapes_raise_one_line_errors() -> None:
         fit_kent(np.zeros((10, 2)), np.zeros(10))
     with pytest.raises(ValueError, match="responses must have shape"):
         fit_kent(grid(5), np.zeros(24))
+
+
+def test_a_cosine_map_stops_at_the_baseline_bound_and_says_so() -> None:
+    """f = 3 + 2 μ·z is the κ -> 0, A -> ∞ limit of the Kent function: the fit converges at the baseline bound
+    (min − 2 · range), fits the map well, points at μ and says that κ reflects the bound."""
+    from latentopt.analysis.kent import BASELINE_RANGES
+
+    z = grid(11)
+    mu = kent_basis(0.3, 0.2, 0.0)[0]
+    y = average_poles((3.0 + 2.0 * z @ mu).reshape(11, 11)).reshape(-1)
+    fit = fit_kent(z, y)
+    assert fit.ok and fit.message.startswith("baseline at its bound"), fit.message
+    assert fit.baseline == pytest.approx(y.min() - BASELINE_RANGES * np.ptp(y), rel=1e-6)
+    assert fit.r2 > 0.99
+    assert angle_deg(fit.peak_direction, mu) < 5.0
