@@ -60,7 +60,8 @@ def run_unit(out: Path, area: str, channel: int, args: argparse.Namespace) -> li
 
 def _analyze(manifold: Path) -> None:
     """Re-fit a recorded manifold with this checkout's analysis (``latentopt-analyze manifold``)."""
-    command = [sys.executable, "-c", "from latentopt.cli import analyze_main; analyze_main()", "manifold", str(manifold)]
+    command = [sys.executable, "-c", "from latentopt.cli import analyze_main; analyze_main()", "manifold",
+               str(manifold)]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{result.stderr[-2000:]}")
