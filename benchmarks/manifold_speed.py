@@ -61,6 +61,7 @@ def whole(config: dict[str, Any], folder: Path) -> float:
 def main() -> None:
     from latentopt.launch import run_experiment
     from latentopt.records import library_versions
+    from latentopt.run_record import load_run
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -78,7 +79,10 @@ def main() -> None:
     for k in range(args.repeats):
         forward_s.append(forward_only(config))
         whole_s.append(whole(config, root / f"manifold_{k}"))
-        print(f"repeat {k}: forward passes {forward_s[-1]:.2f} s, whole experiment {whole_s[-1]:.2f} s, "
+        timings = load_run(root / f"manifold_{k}").timings
+        inside = float((timings["generator_s"] + timings["subject_s"]).sum())
+        print(f"repeat {k}: forward passes {forward_s[-1]:.2f} s, whole experiment {whole_s[-1]:.2f} s "
+              f"(generator + subject inside it {inside:.2f} s; everything else {whole_s[-1] - inside:.2f} s), "
               f"ratio {whole_s[-1] / forward_s[-1]:.3f}", flush=True)
     ratios = [w / f for w, f in zip(whole_s, forward_s, strict=True)]
     images = json.loads((root / "manifold_0" / "provenance.json").read_text())["experiment"]["presentations"]

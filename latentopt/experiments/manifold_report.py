@@ -195,7 +195,7 @@ def write_manifold_report(run_dir: Path | str, *, channel: int | None = None, ba
     values = channel_values(record, channel)
     maps = record.on_grid(_nanmean(values, axis=1))
     for s, result in enumerate(analysis["spheres"]):
-        writer.write_figure(f"manifold_{result['name']}.png", _drawer(record, maps[s], s, result), size=(10, 4.4))
+        writer.write_png(f"manifold_{result['name']}.png", _figure(record, maps[s], s, result))
     headline = " | ".join(f"{r['name']} R² {_fmt(r['r2'])} κ {_fmt(r['kappa'])}" for r in analysis["spheres"])
     summary = {"experiment": "manifold", "generations": load_run(run_dir).generations,
                "trials_shown": analysis["trials_shown"], "trials_planned": analysis["trials_planned"],
@@ -210,33 +210,45 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3g}"
 
 
-def _drawer(record: ManifoldRecord, tuning_map: np.ndarray, sphere: int, result: dict[str, Any]) -> Any:
+def _figure(record: ManifoldRecord, tuning_map: np.ndarray, sphere: int, result: dict[str, Any]) -> np.ndarray:
+    """``(H, W, 3)`` uint8: the map over θ x φ (matplotlib, fixed layout: one draw) beside the grid's montage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+    from PIL import Image
+
     from latentopt.report import montage
 
-    name = result["name"]
-    axes = name.split("_")
+    name, axes = result["name"], result["name"].split("_")
+    fig = Figure(figsize=(4.8, 4.4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
+    left = fig.add_axes((0.14, 0.11, 0.62, 0.8))
+    bar = fig.add_axes((0.8, 0.11, 0.03, 0.8))
+    t, p = record.thetas_deg, record.phis_deg
+    image = left.imshow(tuning_map.T[::-1], extent=(t[0], t[-1], p[0], p[-1]), aspect="auto", cmap="viridis")
+    fig.colorbar(image, cax=bar, label=record_label(result))
+    if result["peak_theta_deg"] is not None:
+        left.plot(result["peak_theta_deg"], result["peak_phi_deg"], "r+", markersize=14, mew=2)
+    ticks = [v for v in (-90, -45, 0, 45, 90) if t[0] - 1e-9 <= v <= t[-1] + 1e-9]
+    left.set_xticks(ticks)
+    left.set_yticks([v for v in (-90, -45, 0, 45, 90) if p[0] - 1e-9 <= v <= p[-1] + 1e-9])
+    bar.yaxis.set_major_locator(MaxNLocator(5))
+    left.set_xlabel(f"θ (deg, toward {axes[1]})")
+    left.set_ylabel(f"φ (deg, toward {axes[2]})")
+    left.set_title(f"{name}: R² {_fmt(result['r2'])}, κ {_fmt(result['kappa'])}, β {_fmt(result['beta'])}", fontsize=9)
+    canvas.draw()
+    plot = np.asarray(canvas.buffer_rgba())[..., :3]
     grid_index = record.design.grid_index[sphere]
     # rows: φ from +90 (top) to -90; columns: θ from -90 to +90, as the map beside it
     tiles = [record.thumbnails[grid_index[i, j]] for j in range(grid_index.shape[1])[::-1]
              for i in range(grid_index.shape[0])]
     sheet = montage(tiles, columns=grid_index.shape[0], tile=THUMBNAIL)
-
-    def draw(fig: Any) -> None:
-        left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-        t, p = record.thetas_deg, record.phis_deg
-        image = left.imshow(tuning_map.T[::-1], extent=(t[0], t[-1], p[0], p[-1]), aspect="auto", cmap="viridis")
-        fig.colorbar(image, ax=left, label=record_label(result))
-        if result["peak_theta_deg"] is not None:
-            left.plot(result["peak_theta_deg"], result["peak_phi_deg"], "r+", markersize=14, mew=2)
-        left.set_xlabel(f"θ (deg, toward {axes[1]})")
-        left.set_ylabel(f"φ (deg, toward {axes[2]})")
-        left.set_title(f"{name}: R² {_fmt(result['r2'])}, κ {_fmt(result['kappa'])}, β {_fmt(result['beta'])}",
-                       fontsize=9)
-        right.imshow(sheet)
-        right.set_axis_off()
-        right.set_title("grid images (θ across, φ up)", fontsize=9)
-
-    return draw
+    side = plot.shape[0]
+    sheet = np.asarray(Image.fromarray(sheet).resize((side, side), Image.Resampling.BILINEAR))
+    return np.concatenate([plot, np.full((side, 8, 3), 255, np.uint8), sheet], axis=1)
 
 
 def record_label(result: dict[str, Any]) -> str:
