@@ -15,6 +15,7 @@ import statistics
 import tempfile
 import time
 
+import numpy as np
 from hydra import compose, initialize_config_module
 
 from latentopt.blocks import noise_rng
@@ -39,9 +40,11 @@ def main() -> None:
         ref_ids, ref_images = evolution.references
         loop, forward = [], []
         evolution.step(0)  # warm-up
-        codes = thread.optimizer.ask()
-        thread.optimizer._pending = None
-        for generation in range(1, args.repeats + 1):
+        # codes of a generation's shape for the forward-only timing (not asked of the optimizer: an ask without
+        # a tell would change the optimizer's trajectory and state)
+        codes = thread.generator.initial_codes(len(evolution.step(1).thread_scores[thread.name]),
+                                               rng=np.random.default_rng(0))
+        for generation in range(2, args.repeats + 2):
             t0 = time.perf_counter()
             evolution.step(generation)
             loop.append(time.perf_counter() - t0)
