@@ -2,8 +2,33 @@
 
 Manifold tuning (Wang & Ponce, Cell Reports 2022): :mod:`.sphere` builds the PCA spheres and grids,
 :mod:`.kent` fits a map with the Kent function, :mod:`.statistics` tests and bounds it (ANOVA, noise ceiling).
+Paired-generator alignment (Wang & Ponce, Nature Neuroscience 2026): :mod:`.alignment` tests and tabulates the
+sessions' threads (success, normalised trajectories, time constants, areas), :mod:`.alignment_dynamics` compares
+the generators per block and per time bin.
 """
 
+from latentopt.analysis.alignment import (
+    SuccessResult,
+    ThreadSummary,
+    area_table,
+    benjamini_hochberg,
+    clopper_pearson,
+    drop_short_last_block,
+    evoked_trials,
+    normalised_trajectories,
+    paired_t,
+    session_summary,
+    thread_success,
+    time_constant,
+)
+from latentopt.analysis.alignment_dynamics import (
+    Attribution,
+    bin_trajectories,
+    per_block_paired_tests,
+    rebinned_edges,
+    temporal_attribution,
+    universal_normaliser,
+)
 from latentopt.analysis.kent import KentFit, fit_kent, kent_basis, kent_function
 from latentopt.analysis.sphere import (
     SphereBases,
@@ -23,18 +48,36 @@ from latentopt.analysis.statistics import (
 
 __all__ = [
     "AnovaResult",
+    "Attribution",
     "KentFit",
     "SphereBases",
+    "SuccessResult",
+    "ThreadSummary",
     "anova_oneway",
+    "area_table",
     "average_poles",
+    "benjamini_hochberg",
+    "bin_trajectories",
+    "clopper_pearson",
+    "drop_short_last_block",
+    "evoked_trials",
     "fit_kent",
     "grid_angles",
     "grid_directions",
     "kent_basis",
     "kent_function",
     "noise_ceiling_r2",
+    "normalised_trajectories",
+    "paired_t",
     "pca_sphere_bases",
+    "per_block_paired_tests",
+    "rebinned_edges",
+    "session_summary",
     "sphere_codes",
     "split_half_correlations",
     "split_half_reliability",
+    "temporal_attribution",
+    "thread_success",
+    "time_constant",
+    "universal_normaliser",
 ]
