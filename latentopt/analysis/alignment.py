@@ -254,14 +254,14 @@ def clopper_pearson(successes: int, n: int, *, level: float = 0.90) -> tuple[flo
     Raises:
         ValueError: n < 1, k outside [0, n], or level outside (0, 1).
     """
-    k, n = int(successes), int(n)
-    if k != successes or n != int(n) or n < 1 or not 0 <= k <= n:
+    k, trials = int(successes), int(n)
+    if k != successes or trials != n or trials < 1 or not 0 <= k <= trials:
         raise ValueError(f"clopper_pearson needs integers 0 <= successes <= n, n >= 1; got {successes}, {n}")
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level}")
     tail = (1.0 - level) / 2.0
-    lo = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, n - k + 1))
-    hi = 1.0 if k == n else float(stats.beta.ppf(1.0 - tail, k + 1, n - k))
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(tail, k, trials - k + 1))
+    hi = 1.0 if k == trials else float(stats.beta.ppf(1.0 - tail, k + 1, trials - k))
     return lo, hi
 
 

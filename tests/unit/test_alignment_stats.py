@@ -169,7 +169,7 @@ def test_clopper_pearson_is_scipys_exact_binomial_interval(k, n):
 
 
 def test_clopper_pearson_rejects_impossible_counts():
-    for k, n in [(3, 2), (-1, 5), (0, 0), (1.5, 3)]:
+    for k, n in [(3, 2), (-1, 5), (0, 0), (1.5, 3), (1, 2.5)]:
         with pytest.raises(ValueError, match="clopper_pearson needs integers"):
             clopper_pearson(k, n)
 
