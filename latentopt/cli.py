@@ -106,9 +106,10 @@ def _task(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     run_dir = hydra_cfg.runtime.output_dir
-    _resolve_inherit(cfg, list(hydra_cfg.overrides.task))
     try:
         try:
+            _resolve_inherit(cfg, list(hydra_cfg.overrides.task))
+            _resolve_generators(cfg, list(hydra_cfg.overrides.task))
             summary = run_from_config(cfg, run_dir)
         except BaseException:
             _remove_unstarted(Path(run_dir), f"{hydra_cfg.job.name}.log")
@@ -145,6 +146,30 @@ def _resolve_inherit(cfg: DictConfig, overrides: list[str]) -> None:
             node[leaf] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     cfg.experiment.inherit = inherit
     cfg.experiment.inherit_overrides = changes
+
+
+def _resolve_generators(cfg: DictConfig, overrides: list[str]) -> None:
+    """``experiment.generators: [option, ...]`` -> ``{option: the generator group's config}`` (the paired-generator
+    experiments); a ``generator.<key>=...`` override of the command line applies to each generator that has the key."""
+    from hydra import compose
+
+    generators = cfg.experiment.get("generators") if "experiment" in cfg else None
+    if generators is None or not OmegaConf.is_list(generators) or not all(isinstance(g, str) for g in generators):
+        return
+    shared = [o for o in overrides if not o.lstrip("+~").startswith(("experiment", "generator", "hydra"))]
+    keys = [o.lstrip("+~").split("=", 1)[0] for o in overrides if o.lstrip("+~").startswith("generator.")]
+    resolved: dict[str, Any] = {}
+    for option in list(generators):
+        try:
+            node = compose(config_name="config", overrides=[*shared, f"generator={option}"]).generator
+        except Exception as err:  # Hydra's errors for an unknown option: one line
+            raise ConfigError(f"experiment.generators: {option!r} is not a generator option "
+                              f"({(str(err).splitlines() or ['?'])[0]})") from None
+        for key in keys:
+            if OmegaConf.select(node, key.removeprefix("generator."), default=None) is not None:
+                OmegaConf.update(node, key.removeprefix("generator."), OmegaConf.select(cfg, key), merge=False)
+        resolved[str(option)] = OmegaConf.to_container(node, resolve=True)
+    cfg.experiment.generators = resolved
 
 
 def _remove_unstarted(run_dir: Path, log_name: str) -> None:
@@ -304,7 +329,7 @@ if __name__ == "__main__":
 
 
 def analyze_main(argv: list[str] | None = None) -> None:
-    """Console script ``latentopt-analyze manifold RUN_DIR [--channel K] [--no-baseline] [--out DIR]``."""
+    """Console script ``latentopt-analyze manifold RUN_DIR [...]`` and ``latentopt-analyze alignment RUN ..."""
     parser = argparse.ArgumentParser(prog="latentopt-analyze",
                                      description="Re-run an experiment's analysis on its recorded responses.")
     sub = parser.add_subparsers(dest="analysis", required=True)
@@ -316,8 +341,30 @@ def analyze_main(argv: list[str] | None = None) -> None:
     manifold.add_argument("--out", type=Path, default=None,
                           help="folder for manifold.json and the figures (default: the run folder; with "
                                "--channel or --no-baseline: RUN_DIR/analysis_<options>)")
+    alignment = sub.add_parser("alignment", help="success, normalised activation and dynamics of paired-generator "
+                               "sessions (run folders, or folders of them such as a multirun)")
+    alignment.add_argument("runs", type=Path, nargs="+")
+    alignment.add_argument("--out", type=Path, required=True, help="folder for alignment.csv, summary.md, figures")
+    alignment.add_argument("--generators", nargs=2, default=None, metavar=("A", "B"),
+                           help="the two thread names compared (default: the first session's first two)")
+    alignment.add_argument("--alpha", type=float, default=0.01, help="success threshold on p (default 0.01)")
+    alignment.add_argument("--per-thread-normalisation", action="store_true",
+                           help="divide each thread by its own maximum (the later notebooks) instead of one shared")
+    alignment.add_argument("--time-constant", type=float, default=0.8, help="fraction for the time constant (0.632)")
     args = parser.parse_args(argv)
     from latentopt.errors import LatentoptError
+
+    if args.analysis == "alignment":
+        from latentopt.experiments.alignment_report import write_alignment_report
+
+        try:
+            result = write_alignment_report(args.runs, args.out, generators=tuple(args.generators or ()) or None,
+                                            alpha=args.alpha, shared=not args.per_thread_normalisation,
+                                            fraction=args.time_constant)
+        except LatentoptError as err:
+            _fail(str(err))
+        print(f"analysis: {args.out}  {result['sessions']} sessions")
+        return
     from latentopt.experiments.manifold_report import write_manifold_report
 
     out = args.out

@@ -277,6 +277,10 @@ class RunWriter:
             atomic_write_bytes(path, _png_bytes(image), overwrite=True)
         atomic_write_bytes(self.generation_path(generation), tree_to_npz_bytes(record))
 
+    def write_text(self, name: str, text: str) -> None:
+        """A report file (``summary.md``, a CSV), replaced when written again."""
+        atomic_write_text(self.run_dir / name, text, overwrite=True)
+
     def write_json(self, name: str, data: Mapping[str, Any]) -> None:
         atomic_write_text(self.run_dir / name, json.dumps(data, indent=2, default=str), overwrite=True)
 
@@ -308,6 +312,7 @@ def block_record(
     timings: Mapping[str, float],
     threads: Mapping[str, Mapping[str, Any]] | None = None,
     design: Mapping[str, Any] | None = None,
+    time_bins_ms: Any = None,
 ) -> dict[str, Any]:
     """The record of one block, as written to ``generations/gen_NNNNN.npz``: the schema, in one place.
 
@@ -320,9 +325,11 @@ def block_record(
             state after the update). Empty for a fixed-design experiment.
         design: what a fixed-design experiment records about the images of the block (e.g. the
             index of each image in its design).
+        time_bins_ms: the subject's bin edges ``(time_bins + 1,)`` ms when its responses are time-binned.
 
     The file holds ``meta`` (``generation``, ``experiment``, ``thread_names``, ``timings``, ``time``),
-    ``block`` (``image_ids``, ``thread`` = owner index or -1 for references, ``responses``), ``threads``,
+    ``block`` (``image_ids``, ``thread`` = owner index or -1 for references, ``responses``, and ``time_bins_ms``
+    for time-binned responses), ``threads``,
     ``design`` (if any) and ``subject`` (the subject's :meth:`~latentopt.subject.Subject.block_extras`).
     """
     threads = threads or {}
@@ -334,6 +341,8 @@ def block_record(
         "threads": {name: {key: node[key] for key in ("codes", "scores", "reference_scores", "state")}
                     for name, node in threads.items()},
     }
+    if time_bins_ms is not None:
+        record["block"]["time_bins_ms"] = np.asarray(time_bins_ms, dtype=np.float64)
     if design:
         record["design"] = dict(design)
     if shown.extras:
@@ -355,6 +364,7 @@ class BlockRecord:
     timings: dict[str, float]
     design: dict[str, Any]
     subject: dict[str, Any]
+    time_bins_ms: np.ndarray | None = None
 
 
 def _parse_block(path: Path, tree: dict[str, Any], names: list[str] | None) -> BlockRecord:
@@ -377,8 +387,10 @@ def _parse_block(path: Path, tree: dict[str, Any], names: list[str] | None) -> B
         if not isinstance(subject, dict) or not isinstance(design, dict):
             raise ValueError("subject or design is not a dict")
         # records written before the experiment key were all evolutions
+        edges = tree["block"].get("time_bins_ms")
         return BlockRecord(int(meta["generation"]), str(meta.get("experiment", "evolve")), thread_names, ids, owner,
-                           responses, threads, timings, design, subject)
+                           responses, threads, timings, design, subject,
+                           None if edges is None else np.asarray(edges, dtype=np.float64))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         reason = f"missing entry {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
         raise RecordError(f"{path} is damaged or not a latentopt generation: {reason}") from err

@@ -1,4 +1,5 @@
-"""Built-in experiments: ``evolve`` (closed-loop evolution) and ``manifold`` (tuning maps on spheres)."""
+"""Built-in experiments: ``evolve`` (closed-loop evolution), ``manifold`` (tuning maps on spheres) and
+``alignment`` (paired-generator sessions)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from latentopt.plugins import hookimpl
 
 @hookimpl
 def latentopt_register_experiments(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    from latentopt.experiments.alignment import alignment_from_config
     from latentopt.experiments.evolve import evolution_from_config
     from latentopt.experiments.manifold import manifold_from_config
 
     register("evolve", evolution_from_config)
     register("manifold", manifold_from_config)
+    register("alignment", alignment_from_config)

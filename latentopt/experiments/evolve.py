@@ -135,7 +135,8 @@ class Evolution(Experiment):
                                   {name: node["scores"] for name, node in records.items()},
                                   {name: node["reference_scores"] for name, node in records.items()}, timings)
         if self.recorder is not None:
-            record = block_record(shown, experiment=self.name, timings=timings, threads=records)
+            record = block_record(shown, experiment=self.name, timings=timings, threads=records,
+                                  time_bins_ms=self.subject.time_bins_ms)
             self.recorder.write_generation(generation, record, best_images)
         result.timings["total_s"] = time.perf_counter() - t0
         return result
@@ -212,9 +213,9 @@ MAX_GENERATIONS = 10**6
 MAX_BUDGET = 10**9
 
 
-def evolution_from_config(config: dict[str, Any], assembly: Any) -> Evolution:
+def evolution_from_config(config: dict[str, Any], assembly: Any, *, kind: type[Evolution] = Evolution) -> Evolution:
     """The ``evolve`` experiment of a plain config (``experiment.generations``, ``budget``, ``references``,
-    ``reference_every``, ``threads``); components come from ``assembly``."""
+    ``reference_every``, ``threads``); components come from ``assembly``; ``kind``: an Evolution subclass."""
     from latentopt.checks import ConfigError, integer
 
     exp = config["experiment"]
@@ -228,7 +229,7 @@ def evolution_from_config(config: dict[str, Any], assembly: Any) -> Evolution:
     threads = assembly.threads(subject.n_channels)
     references = assembly.references(max(t.generator.image_size for t in threads))
     try:
-        return Evolution(threads, subject, seed=assembly.seed, generations=generations, budget=budget,
-                         references=references, reference_every=reference_every)
+        return kind(threads, subject, seed=assembly.seed, generations=generations, budget=budget,
+                    references=references, reference_every=reference_every)
     except ValueError as err:  # a white-box optimizer with a subject that is not differentiable
         raise ConfigError(str(err)) from err

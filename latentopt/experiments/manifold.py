@@ -214,7 +214,7 @@ class Manifold(Experiment):
         timings = {"generator_s": t_gen - t0, "subject_s": shown.subject_s}
         if self.recorder is not None:
             self.recorder.write_generation(block, block_record(shown, experiment=self.name, timings=timings,
-                                                               design=design))
+                                                               design=design, time_bins_ms=self.subject.time_bins_ms))
         timings["total_s"] = time.perf_counter() - t0
         return GenerationResult(block, shown.image_ids, shown.owner, shown.responses,
                                 {"grid": scores[shown.owner == 0]}, {"grid": scores[shown.owner == REFERENCE]},

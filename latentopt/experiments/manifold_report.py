@@ -121,6 +121,8 @@ def load_manifold(path: Path | str) -> ManifoldRecord:
         except (KeyError, IndexError, ValueError) as err:
             raise RecordError(f"{run.path}/generations/gen_{g:05d}.npz is damaged or not a manifold block: "
                               f"{' '.join(str(err).split())}") from err
+        if not len(design.time_bins_ms) and block.time_bins_ms is not None:  # a rig learns its bins from its files
+            design.time_bins_ms = block.time_bins_ms
         refs = block.owner == -1
         if refs.any() and not reference_ids:
             reference_ids = [str(i) for i in block.image_ids[refs]]

@@ -114,6 +114,11 @@ def _contract_config(name: str, folder: Path) -> dict[str, Any]:
                                        "n_components": 10, "spheres": ["PC1_PC2_PC3", "PC1_RND1_RND2"],
                                        "block_size": 12, "repeats": 2, "references": ["coffee"],
                                        "reference_every": 2}}
+    if name == "alignment":
+        return {**TINY, "optimizer": {"name": "cmaes", "population_size": 6, "sigma0": 0.5, "diagonal": True},
+                "experiment": {"name": "alignment", "generations": 3, "references": ["coffee"], "generators": {
+                    "pixel": TINY["generator"],
+                    "fourier": {"name": "fourier", "image_size": 32, "max_frequency": 2, "device": "cpu"}}}}
     raise AssertionError(f"experiment {name!r} has no contract config in {__file__}")
 
 
