@@ -111,3 +111,24 @@ def test_the_study_analysis_tables_successes_per_area(tmp_path, registry):
     summary = (out / "summary.md").read_text()
     assert "| unknown | 2/2 |" in summary and "| 0/2 |" in summary, summary
     assert (out / "trajectories.png").stat().st_size > 5000 and (out / "success.png").exists()
+
+
+def test_the_command_resolves_generator_options_and_applies_shared_keys(tmp_path):
+    """``experiment.generators=[fourier,pixel]`` composes each option; ``generator.image_size`` applies to both."""
+    out = tmp_path / "session"
+    done = subprocess.run(
+        [sys.executable, "-m", "latentopt.cli", "experiment=alignment", "experiment.generators=[fourier,pixel]",
+         "generator.image_size=32", "generator.max_frequency=2", "subject=gabor_v1", "subject.size=32",
+         "experiment.generations=3", "experiment.references=[camera]", "optimizer.population_size=8",
+         "progress=false", "device=cpu", f"hydra.run.dir={out}"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "alignment: fourier no success" in done.stdout  # 3 blocks: too few for the analysis, said in the line
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert set(provenance["threads"]) == {"fourier", "pixel"}
+    assert provenance["threads"]["fourier"]["generator"]["max_frequency"] == 2
+    assert provenance["threads"]["pixel"]["optimizer"]["sigma0"] == 0.5  # the preset of the pixel thread
+    bad = subprocess.run([sys.executable, "-m", "latentopt.cli", "experiment=alignment",
+                          "experiment.generators=[fourier,nope]", f"hydra.run.dir={tmp_path / 'bad'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "experiment.generators: 'nope' is not a generator option" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "bad").exists()
