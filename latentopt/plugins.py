@@ -38,6 +38,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 DEFAULT_PLUGINS = (
     "latentopt.builtins.generators",
     "latentopt.builtins.subjects",
+    "latentopt.builtins.dynamic",
     "latentopt.builtins.objectives",
     "latentopt.builtins.optimizers",
     "latentopt.builtins.experiments",

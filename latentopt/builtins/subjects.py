@@ -73,6 +73,44 @@ def _channel_list(channels: Any) -> list[int]:
     return [integer(c, "subject.channels", minimum=0) for c in channels]
 
 
+def preprocess_images(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``(n, 3, H, W)`` float RGB in [0, 1] -> EfficientNet-Lite0's input on ``device``.
+
+    Resized to 224 x 224 (bilinear, antialiased) unless already that size, scaled to [-1, 1],
+    float32 in channels-last memory format.
+    """
+    x = images.to(device, torch.float32)
+    if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
+        x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True, align_corners=False)
+    return (x * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
+
+
+def readout_position(position: Any, shape: tuple[int, ...], layer: str,
+                     key: str = "subject.position") -> tuple[int, int] | None:
+    """The ``(row, col)`` read out of a layer's ``(C, H, W)`` map, or None for a ``(C,)`` output.
+
+    Args:
+        position: ``"centre"`` / ``"center"`` (``(H // 2, W // 2)``) or ``[row, col]``, 0-based.
+        shape: the layer's output shape without the batch dimension.
+        layer: the layer's module name, for the error message.
+        key: the config key named in the error message.
+
+    Raises:
+        ConfigError: naming ``key`` when the position is malformed or outside the map.
+    """
+    if len(shape) == 1:
+        return None
+    height, width = shape[1], shape[2]
+    if position in ("centre", "center"):
+        return height // 2, width // 2
+    if isinstance(position, str) or not hasattr(position, "__len__") or len(position) != 2:
+        raise ConfigError(f"{key}: 'centre' or [row, col], got {position!r}")
+    row, col = integer(position[0], key), integer(position[1], key)
+    if not (0 <= row < height and 0 <= col < width):
+        raise ConfigError(f"{key}: {[row, col]} outside the {height}x{width} map of {layer}")
+    return row, col
+
+
 class CNNUnitSubject(Subject):
     """Units of a pretrained CNN as simulated neurons: the "in-silico monkey".
 
@@ -144,17 +182,7 @@ class CNNUnitSubject(Subject):
         return cls(layer="V1", channels=[0, 5], noise={"kind": "multiplicative", "level": 0.2}, device="cpu")
 
     def _resolve_position(self, shape: tuple[int, ...]) -> tuple[int, int] | None:
-        if len(shape) == 1:
-            return None
-        height, width = shape[1], shape[2]
-        if self.position in ("centre", "center"):
-            return height // 2, width // 2
-        if isinstance(self.position, str) or len(self.position) != 2:
-            raise ConfigError(f"subject.position: 'centre' or [row, col], got {self.position!r}")
-        row, col = int(self.position[0]), int(self.position[1])
-        if not (0 <= row < height and 0 <= col < width):
-            raise ConfigError(f"subject.position: {[row, col]} outside the {height}x{width} map of {self.layer}")
-        return row, col
+        return readout_position(self.position, shape, self.layer)
 
     def _probe_shape(self) -> tuple[int, ...]:
         self._index = None
@@ -188,11 +216,7 @@ class CNNUnitSubject(Subject):
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """``(n, 3, H, W)`` RGB [0, 1] -> the network's input: 224 x 224, scaled to [-1, 1]."""
-        x = images.to(self.device, torch.float32)
-        if tuple(x.shape[-2:]) != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", antialias=True,
-                              align_corners=False)
-        return (x * 2.0 - 1.0).contiguous(memory_format=torch.channels_last)
+        return preprocess_images(images, self.device)
 
     def respond_torch(self, images: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._forward(self.preprocess(part)) for part in torch.split(images, self.batch_size)])
