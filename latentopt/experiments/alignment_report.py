@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,55 @@ def _area(provenance: dict[str, Any]) -> str:
     return str(areas.get(str(channel), "unknown")) if channel is not None else "unknown"
 
 
+_THREAD_OF_TRIAL = re.compile(r"_g\d{5}_(?P<thread>[A-Za-z0-9][A-Za-z0-9_-]*)_\d{3}(?:\.png)?$")
+
+
+def _file_channel(provenance: dict[str, Any]) -> int | None:
+    """The channel of a rig's response file that the objective scored (``subject.channels``[objective.channel])."""
+    channel = (provenance.get("objective") or {}).get("channel")
+    chosen = (provenance.get("subject") or {}).get("channels")
+    if not isinstance(channel, int):
+        return None
+    return int(chosen[channel]) if isinstance(chosen, list) and channel < len(chosen) else channel
+
+
+def _rig_trials(run: Any, threads: Sequence[str], channel: int | None) -> tuple[dict[str, list[np.ndarray]],
+                                                                                 dict[str, list[np.ndarray]],
+                                                                                 np.ndarray] | None:
+    """Per-trial responses from a rig's raw response files (repeats of an image are separate trials), or None.
+
+    Returns per thread and block the evoked response of every trial (50-200 ms minus 0-45 ms of the rates) and its
+    rates per bin, with the bin edges; None when the records hold no time-binned trials of the scored channel.
+    """
+    from latentopt.responses import evoked_response
+
+    trials: dict[str, list[np.ndarray]] = {t: [] for t in threads}
+    psth: dict[str, list[np.ndarray]] = {t: [] for t in threads}
+    edges: np.ndarray | None = None
+    for g in range(run.generations):
+        per: dict[str, list[np.ndarray]] = {t: [] for t in threads}
+        for key, attempt in sorted(run.block(g).subject.items()):
+            recorded = attempt.get("trials") if key.startswith("attempt_") and isinstance(attempt, dict) else None
+            if not recorded or "bin_edges_ms" not in recorded or channel is None:
+                continue
+            edges = np.asarray(recorded["bin_edges_ms"], dtype=np.float64)
+            values = np.asarray(recorded["values"], dtype=np.float64)
+            if values.ndim != 3 or channel >= values.shape[1]:
+                return None
+            rates = values[:, channel, :] / (np.diff(edges) / 1000.0)
+            for image_id, row in zip(map(str, recorded["image_ids"]), rates, strict=True):
+                match = _THREAD_OF_TRIAL.search(image_id)
+                if match and match["thread"] in per:
+                    per[match["thread"]].append(row)
+        if edges is None:
+            return None
+        for t in threads:
+            block = np.asarray(per[t]).reshape(-1, len(edges) - 1)
+            psth[t].append(block)
+            trials[t].append(evoked_response(block[:, None, :], edges)[:, 0] if len(block) else np.zeros(0))
+    return (trials, psth, edges) if edges is not None else None
+
+
 def load_session(run_dir: Path | str) -> Session:
     """A session from its run folder.
 
@@ -73,6 +123,9 @@ def load_session(run_dir: Path | str) -> Session:
     if edges is not None and first.ndim == 4 and isinstance(channel, int) and channel < first.shape[2]:
         psth = {name: [np.asarray(block[:, channel, :], dtype=np.float64) for block in thread.responses]
                 for name, thread in threads.items()}
+    rig = _rig_trials(run, list(threads), _file_channel(run.provenance))
+    if rig is not None:  # a rig's raw files: every repeat of an image is a trial
+        trials, psth, edges = rig
     return Session(run.path, _area(run.provenance), list(threads), trials, psth, edges)
 
 
