@@ -1,6 +1,6 @@
 """The alignment study in silico: paired-generator sessions for units of the V1, V4 and PIT presets, then the analysis.
 
-    python benchmarks/alignment_study.py --profile quick --out bench_out/alignment      # ~10 min on 2 cores
+    python benchmarks/alignment_study.py --profile quick --out bench_out/alignment   # 30 sessions, ~9 min on 2 cores
     python benchmarks/alignment_study.py --profile full --launcher submitit_slurm --out /scratch/alignment
 
 One Hydra multirun (``latentopt -m experiment=alignment subject.layer=V1,V4,PIT subject.channels=... seed=...``)
@@ -19,7 +19,7 @@ from pathlib import Path
 
 PROFILES = {
     # units per area (channels 0, 7, 14, ...), seeds, blocks; the analysis needs more than 14 blocks
-    "quick": {"units": 3, "seeds": 1, "generations": 16},
+    "quick": {"units": 5, "seeds": 2, "generations": 16},
     "full": {"units": 10, "seeds": 3, "generations": 40},
 }
 
