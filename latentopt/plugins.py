@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "latentopt.builtins.subjects",
     "latentopt.builtins.dynamic",
     "latentopt.builtins.objectives",
+    "latentopt.builtins.population",
     "latentopt.builtins.optimizers",
     "latentopt.builtins.experiments",
 )
