@@ -256,11 +256,12 @@ def _result(params: np.ndarray, n_params: int, fitted: np.ndarray, *, r2: float,
     half = stats.t.ppf(0.975, n - n_params) * se if n > n_params else np.full(n_params, np.nan)
     peak, bimodal = _peak(params)
     values = {name: float(v) for name, v in zip(PARAM_NAMES, params, strict=True)}
+    fitted_params = params[:n_params]
     return KentFit(**values, r2=float(r2), adj_r2=float(adj_r2),
                    stderr={k: float(v) for k, v in zip(names, se, strict=True)},
-                   ci95={k: (float(p - h), float(p + h)) for k, p, h in zip(names, params, half, strict=False)},
+                   ci95={k: (float(p - h), float(p + h)) for k, p, h in zip(names, fitted_params, half, strict=True)},
                    fitted=fitted, peak_direction=peak, bimodal=bimodal, n=n, n_params=n_params, ok=ok,
-                   message=message, params=tuple(float(v) for v in params[:n_params]))
+                   message=message, params=tuple(float(v) for v in fitted_params))
 
 
 def _peak(params: np.ndarray) -> tuple[np.ndarray, bool]:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from latentopt.builtins.objectives import SingleUnit
 from latentopt.checks import ConfigError, finite_number, integer
 from latentopt.objective import Array, Objective
 from latentopt.plugins import hookimpl
@@ -83,29 +84,14 @@ def _like(values: Sequence[float], reference: Array) -> Array:
     return np.asarray(values, dtype=np.float64)[None, :]
 
 
-class Stretch(Objective):
+class Stretch(SingleUnit):
     """Drive one target channel (its success is judged against its best response to the natural set).
+
+    The score is :class:`~latentopt.builtins.objectives.SingleUnit`'s; the name says what the run is for.
 
     Args:
         channel: the target channel.
     """
-
-    def __init__(self, *, channel: int = 0) -> None:
-        self.channel = integer(channel, "objective.channel", minimum=0)
-
-    @classmethod
-    def contract_instance(cls) -> Stretch:
-        return cls(channel=1)
-
-    def _score(self, responses: Array) -> Array:
-        _check_channel(self.channel, responses.shape[1], "objective.channel")
-        return responses[:, self.channel]
-
-    def check_channels(self, n_channels: int) -> None:
-        _check_channel(self.channel, n_channels, "objective.channel")
-
-    def provenance(self) -> dict[str, Any]:
-        return {**super().provenance(), "channel": self.channel}
 
 
 class OneHot(_Normalised):

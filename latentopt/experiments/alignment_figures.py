@@ -17,11 +17,13 @@ def draw_trajectories(sessions: Sequence[Any], names: tuple[str, str], **options
     areas = sorted({s.area for s in sessions})
     shared = bool(options.get("shared", True))
 
+    normalised = [normalised_trajectories(s.trials, shared=shared) for s in sessions]  # once per session
+
     def draw(fig: Any) -> None:
         for k, area in enumerate(areas):
             ax = fig.add_subplot(1, len(areas), k + 1)
             for colour, name in zip(COLOURS, names, strict=True):
-                rows = [normalised_trajectories(s.trials, shared=shared)[name] for s in sessions
+                rows = [trajectories[name] for s, trajectories in zip(sessions, normalised, strict=True)
                         if s.area == area and name in s.threads]
                 if not rows:
                     continue
