@@ -127,6 +127,17 @@ class Experiment(ABC):
         """A fixed design written once when the run starts (``design.npz``), or None. Default: None."""
         return None
 
+    def matches_design(self, recorded: Mapping[str, Any]) -> bool:
+        """Resume: whether the design recorded in ``design.npz`` (``{}``: none) is the one this experiment shows.
+
+        Default: :meth:`design` rebuilt now equals it array for array. An experiment whose design is costly to
+        make (a synthesis) may compare what it was made from instead, and adopt the recorded one.
+        """
+        design = self.design()
+        if design is None and not recorded:
+            return True
+        return design is not None and bool(recorded) and flat_tree(design) == flat_tree(recorded)
+
     def restore(self, run_dir: Path, blocks_done: int) -> None:
         """Resume: pick up where the recorded ``blocks_done`` blocks left off (e.g. optimizer states).
 
@@ -152,6 +163,19 @@ class Experiment(ABC):
             if id(component) not in seen:
                 seen.add(id(component))
                 getattr(component, "close", lambda: None)()
+
+
+def flat_tree(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A tree of arrays flattened to ``{path: (dtype, shape, bytes or values)}``: equal trees give equal dicts."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flat_tree(value, f"{prefix}{key}/"))
+        else:
+            array = np.asarray(value)
+            out[f"{prefix}{key}"] = (array.dtype.str if array.dtype.kind not in "US" else "str", array.shape,
+                                     array.tobytes() if array.dtype.kind not in "US" else tuple(array.ravel().tolist()))
+    return out
 
 
 def __getattr__(name: str) -> Any:
