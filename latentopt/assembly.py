@@ -186,14 +186,15 @@ class Assembly:
         return threads
 
     def references(self, size: tuple[int, int]) -> tuple[list[str], Any] | None:
-        """The natural references named by ``experiment.references`` at ``size``, or None."""
-        from latentopt.references import check_reference_names, load_references
+        """The natural references ``experiment.references`` describes at ``size``, or None for none.
 
-        names = (self.config.get("experiment") or {}).get("references")
-        if not names:
-            return None
-        return load_references(check_reference_names(list(names) if isinstance(names, (list, tuple)) else names),
-                               size)
+        See :func:`latentopt.references.reference_set`: a list of photograph names, ``{set: natural, n, seed}``
+        or ``{folder: path}``.
+        """
+        from latentopt.references import reference_set
+
+        ids, images = reference_set((self.config.get("experiment") or {}).get("references"), size)
+        return (ids, images) if ids else None
 
     def close(self) -> None:
         """Close every component built so far (after a failure)."""

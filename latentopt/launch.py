@@ -81,6 +81,9 @@ def _run_locked(experiment: Experiment, config: Mapping[str, Any], writer: RunWr
     bar = _attach_progress(experiment, bool(config.get("progress", True)), start)
     provenance = {"seed": config.get("seed", 0), **experiment.provenance(), "command": sys.argv,
                   "runtime": runtime_info()}
+    names = getattr(getattr(experiment, "subject", None), "channel_names", None)
+    if names is not None:  # the response channels by name (read back by latentopt.stimuli)
+        provenance.setdefault("channel_names", [str(n) for n in names])
     try:
         if resume:
             # before anything is added: a refused state leaves the folder as it was

@@ -20,6 +20,8 @@ from latentopt.references import PHOTOGRAPHS
 
 SCALES = ((1.0, 1), (0.75, 2), (0.5, 3), (0.35, 4))
 """(side as a fraction of the photograph's shorter side, crops per row and column)."""
+NATURAL_SET_SIZE = len(PHOTOGRAPHS) * 2 * sum(per_side**2 for _, per_side in SCALES)
+"""Images in the whole natural set (1260: 21 photographs x 30 crops x plain and mirrored)."""
 MAX_FOLDER_IMAGES = 100_000
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
