@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
 from latentopt.assembly import build_experiment, validate_run_keys
 from latentopt.experiment import Experiment, GenerationResult, operator_line
@@ -110,3 +111,27 @@ def _check_design(experiment: Experiment, writer: RunWriter) -> None:
             f"{writer.run_dir}/design.npz differs from the design this config builds now (were the source run, "
             "the seed or the grid changed?); the run cannot be continued with this config"
         )
+
+
+def _attach_progress(experiment: Experiment, enabled: bool, start: int) -> Any:
+    """A progress bar (simulated subjects) or one operator line per block (rigs); returns the bar or None."""
+    if getattr(experiment.subject, "live", False):
+        experiment.on_block = _operator_log
+        return None
+    from tqdm import tqdm
+
+    total = experiment.total_blocks()
+    bar = tqdm(total=total, initial=start, unit="block", disable=not enabled, dynamic_ncols=True)
+
+    def update(result: GenerationResult) -> None:
+        scores = next(iter(result.thread_scores.values()), np.zeros(0))
+        if np.isfinite(scores).any():
+            bar.set_postfix(best=f"{np.nanmax(scores):.3g}", mean=f"{np.nanmean(scores):.3g}")
+        bar.update(1)
+
+    experiment.on_block = update
+    return bar
+
+
+def _operator_log(result: GenerationResult) -> None:
+    print(operator_line(result), file=sys.stderr, flush=True)

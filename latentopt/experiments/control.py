@@ -110,7 +110,7 @@ class NaturalSession(Experiment):
         self.subject = subject
         self.show = design
         self.natural_ids, self.natural_images = natural
-        self.image_size = tuple(image_size)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
         self.seed = int(seed)
         self.generator = generator
         self.codes = codes
@@ -145,10 +145,9 @@ class NaturalSession(Experiment):
             ids = [f"{self.show.item_ids[i]}_r{r}" for i, r in controllers.tolist()]
             parts.append((ids, self.controller_images(controllers[:, 0])))
         nat_ids = [f"{self.show.item_ids[i]}_r{r}" for i, r in naturals.tolist()]
-        nat_images = self.natural_images[naturals[:, 0] - k] if len(naturals) else None
         t_gen = time.perf_counter()
         shown = show_block(self.subject, block, parts, size=self.image_size, seed=self.seed,
-                           references=(nat_ids, nat_images) if len(naturals) else None)
+                           references=(nat_ids, self.natural_images[naturals[:, 0] - k]) if len(naturals) else None)
         order = np.concatenate([controllers, naturals]) if len(controllers) else naturals
         design = {"item": order[:, 0], "repeat": order[:, 1]}
         timings = {"generator_s": t_gen - t0, "subject_s": shown.subject_s}
@@ -169,8 +168,7 @@ class NaturalSession(Experiment):
                       "presentations": len(self.show.order), "blocks": self.show.blocks,
                       "image_size": list(self.image_size)}
         out: dict[str, Any] = {"experiment": experiment,
-                               "subject": {**self.subject.provenance(), **names.get("subject", {})},
-                               "channel_names": list(self.subject.channel_names)}
+                               "subject": {**self.subject.provenance(), **names.get("subject", {})}}
         if self.generator is not None:
             out["generator"] = {**self.generator.provenance(), **names.get("generator", {})}
         return out
@@ -263,12 +261,15 @@ def _image_size(exp: Mapping[str, Any]) -> tuple[int, int]:
 
 
 def _natural(exp: Mapping[str, Any], size: tuple[int, int]) -> tuple[Any, tuple[list[str], torch.Tensor]]:
-    from latentopt.references import reference_set
+    from latentopt.references import KEY, reference_set
 
     spec = exp.get("natural", DEFAULT_NATURAL)
-    if spec is None:
+    if not spec:
         raise ConfigError("experiment.natural: give the natural set ({set: natural, n: 500} or {folder: PATH})")
-    ids, images = reference_set(spec, size, key="experiment.natural")
+    try:
+        ids, images = reference_set(spec, size)
+    except ConfigError as err:  # the references' checks, named for this key
+        raise ConfigError(str(err).replace(KEY, "experiment.natural")) from None
     return (dict(spec) if isinstance(spec, Mapping) else list(spec)), (list(ids), images)
 
 

@@ -119,6 +119,9 @@ def _contract_config(name: str, folder: Path) -> dict[str, Any]:
                 "experiment": {"name": "alignment", "generations": 3, "references": ["coffee"], "generators": {
                     "pixel": TINY["generator"],
                     "fourier": {"name": "fourier", "image_size": 32, "max_frequency": 2, "device": "cpu"}}}}
+    if name == "natural":
+        return {**TINY, "experiment": {"name": "natural", "natural": {"set": "natural", "n": 12}, "repeats": 2,
+                                       "block_size": 10, "image_size": 16}}
     raise AssertionError(f"experiment {name!r} has no contract config in {__file__}")
 
 

@@ -57,7 +57,7 @@ def test_split_half_reliability_is_spearman_brown_of_half_means() -> None:
     rng = np.random.default_rng(1)
     signal = rng.normal(0, 1, size=(3000, 2))
     # two trials per image; channel 0 noise sd 1 (half reliability 0.5 -> 2/3), channel 1 noise-free (1)
-    trials = [np.stack([s + [rng.normal(), 0.0], s + [rng.normal(), 0.0]]) for s in signal]
+    trials = [np.stack([s + np.array([rng.normal(), 0.0]), s + np.array([rng.normal(), 0.0])]) for s in signal]
     reliability = control.split_half(trials, splits=5)
     assert reliability[0] == pytest.approx(2 / 3, abs=0.03)
     assert reliability[1] == pytest.approx(1.0, abs=1e-9)
