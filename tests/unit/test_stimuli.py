@@ -241,3 +241,30 @@ def test_two_files_sharing_a_stem_need_the_file_name(lab):
     (lab / "responses.csv").write_text("image,a\nred,1\n")
     with pytest.raises(StimuliError, match=r"responses\.csv:2: 'red' matches red\.jpg, red\.png"):
         folder_stimuli(lab, lab / "responses.csv")
+
+
+def test_another_experiment_registers_its_own_reader(evolve_run, tmp_path):
+    from latentopt.stimuli import STIMULUS_READERS, register_stimulus_reader
+    from latentopt.stimulus_readers import _read_threads
+
+    run, config = evolve_run
+
+    def rename(tree, g):
+        tree["meta"]["experiment"] = "replay_test"
+
+    copy = _damaged_copy(run, tmp_path, rename)
+    calls = []
+
+    def reader(source):
+        calls.append(source.run.path)
+        _read_threads(source)  # this pretend experiment lays its blocks out as an evolution
+
+    register_stimulus_reader("replay_test", reader)
+    try:
+        with pytest.raises(ValueError, match="has a stimulus reader already"):
+            register_stimulus_reader("replay_test", reader)
+        stimuli = run_stimuli(copy)
+    finally:
+        STIMULUS_READERS.pop("replay_test")
+    assert calls == [copy] and stimuli.source["experiment"] == "replay_test" and len(stimuli) == 19
+    np.testing.assert_allclose(_replayed(stimuli, config), stimuli.responses, atol=1e-5, rtol=0)
