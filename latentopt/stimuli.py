@@ -67,7 +67,8 @@ class Stimuli:
         owner: ``(p,)`` int64 thread index of each presentation, -1 for a natural reference (0 for a manifold's
             grid images and for :func:`folder_stimuli`).
         source: what the stimuli came from: ``run``, ``experiment``, ``generations``, ``presentations`` (kept),
-            ``dropped`` (presentations without finite responses), ``responses`` (how time bins were reduced).
+            ``dropped`` (presentations without finite responses), ``responses`` (how time bins were reduced),
+            ``time_bins_ms`` (the recorded bin edges, or None); for :func:`folder_stimuli` ``folder`` and ``csv``.
     """
 
     keys: list[str]
@@ -256,7 +257,8 @@ def run_stimuli(run_dir: Path | str, *, device: str = "cpu", size: tuple[int, in
     Raises:
         RecordError: the folder is no run, a file is missing or damaged, or its records do not fit its config.
         WeightsError: a generator's weights are missing (the generator's own message).
-        StimuliError: the run's experiment has no stimulus reader.
+        StimuliError: the run's experiment has no stimulus reader, or its time bins do not fit the windows.
+        PluginError: a generator of the recorded config is not installed.
     """
     if time_bins not in TIME_BINS:
         raise ValueError(f"time_bins must be one of {', '.join(TIME_BINS)}, got {time_bins!r}")
@@ -270,9 +272,13 @@ def run_stimuli(run_dir: Path | str, *, device: str = "cpu", size: tuple[int, in
     config = recorded_config(path, device=device)
     side = (size, size) if isinstance(size, int) else (None if size is None else (int(size[0]), int(size[1])))
     source = RunSource(run, config, blocks, Assembly(config, registry=registry), ImageTable(side))
+    from latentopt.checks import ConfigError
+
     try:
         with torch.no_grad():
             reader(source)
+    except ConfigError as err:  # e.g. a generator setting this latentopt refuses
+        raise RecordError(f"{path}/config.yaml: {err}") from err
     finally:
         source.assembly.close()
     keys = [key for block in blocks for key in keys_of(block)]
@@ -283,14 +289,18 @@ def run_stimuli(run_dir: Path | str, *, device: str = "cpu", size: tuple[int, in
         responses = np.concatenate([np.asarray(b.responses, dtype=np.float64) for b in blocks])
     except ValueError as err:
         raise RecordError(f"{path}: the blocks' responses differ in shape ({err})") from err
-    reduced, how = _reduce(responses, blocks[0].time_bins_ms, config, time_bins)
+    try:
+        reduced, how = _reduce(responses, blocks[0].time_bins_ms, config, time_bins)
+    except ValueError as err:  # a window holding no bin, edges that do not fit (ConfigError: a bad window)
+        raise StimuliError(f"{path}: {err}") from err
     stimuli = _kept(source.table, np.array([source.table.index[k] for k in keys], dtype=np.int64), reduced,
                     [str(i) for b in blocks for i in b.image_ids],
                     np.concatenate([np.full(len(b.image_ids), b.generation) for b in blocks]).astype(np.int64),
                     np.concatenate([b.owner for b in blocks]).astype(np.int64))
     stimuli.channel_names = _channel_names(run.provenance, reduced.shape[1])
     stimuli.source = {"run": str(path.absolute()), "experiment": name, "generations": run.generations,
-                      "presentations": len(stimuli), "dropped": int(len(keys) - len(stimuli)), "responses": how}
+                      "presentations": len(stimuli), "dropped": int(len(keys) - len(stimuli)), "responses": how,
+                      "time_bins_ms": None if blocks[0].time_bins_ms is None else blocks[0].time_bins_ms.tolist()}
     return stimuli
 
 
@@ -300,8 +310,10 @@ def _kept(table: ImageTable, image_of: np.ndarray, responses: np.ndarray, ids: l
     keep = np.isfinite(responses.reshape(responses.shape[0], -1)).all(axis=1)
     used, image_of = np.unique(image_of[keep], return_inverse=True)
     images = table.images()
-    return Stimuli([table.keys[k] for k in used.tolist()], images[torch.from_numpy(used)] if len(used) else
-                   images[:0], image_of.astype(np.int64).reshape(-1), responses[keep], [],
+    if len(used) < len(table.keys):  # (no copy of every image when all were answered)
+        images = images[torch.from_numpy(used)] if len(used) else images[:0]
+    return Stimuli([table.keys[k] for k in used.tolist()], images, image_of.astype(np.int64).reshape(-1),
+                   responses[keep], [],
                    [i for i, k in zip(ids, keep.tolist(), strict=True) if k], blocks[keep], owner[keep])
 
 

@@ -268,3 +268,21 @@ def test_another_experiment_registers_its_own_reader(evolve_run, tmp_path):
         STIMULUS_READERS.pop("replay_test")
     assert calls == [copy] and stimuli.source["experiment"] == "replay_test" and len(stimuli) == 19
     np.testing.assert_allclose(_replayed(stimuli, config), stimuli.responses, atol=1e-5, rtol=0)
+
+
+def test_a_window_without_bins_and_a_refused_generator_name_the_run(evolve_run, tmp_path):
+    run, _ = evolve_run
+
+    def binned(tree, g):
+        tree["block"]["responses"] = np.repeat(tree["block"]["responses"][..., None], 3, axis=2)
+        tree["block"]["time_bins_ms"] = np.array([0.0, 10.0, 20.0, 30.0])  # nothing inside 50-200 ms
+
+    with pytest.raises(StimuliError, match=r"copy: no time bin lies inside the response window \[50, 200\] ms"):
+        run_stimuli(_damaged_copy(run, tmp_path, binned))
+    bad = tmp_path / "bad"
+    shutil.copytree(run, bad)
+    config = json.loads((bad / "config.yaml").read_text())
+    config["generator"]["resolution"] = 0
+    (bad / "config.yaml").write_text(json.dumps(config))
+    with pytest.raises(RecordError, match=r"bad/config\.yaml: generator\.resolution must be"):
+        run_stimuli(bad)
