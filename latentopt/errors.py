@@ -9,7 +9,8 @@ working. Anything that is not a :class:`LatentoptError` is a bug and keeps its t
 The concrete errors live beside the code that raises them: ``ConfigError`` (:mod:`latentopt.checks`),
 ``RecordError`` (:mod:`latentopt.record_files`), ``PluginError`` (:mod:`latentopt.plugins`),
 ``OptimizerError`` (:mod:`latentopt.optimizer`), ``WeightsError`` and its subclasses
-(:mod:`latentopt.weights`), ``SubjectUnavailable`` (:mod:`latentopt.subject`).
+(:mod:`latentopt.weights`), ``SubjectUnavailable`` (:mod:`latentopt.subject`), ``StimuliError``
+(:mod:`latentopt.stimuli`).
 """
 
 from __future__ import annotations

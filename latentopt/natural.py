@@ -90,8 +90,6 @@ def folder_set(folder: Path | str, size: tuple[int, int] = (224, 224)) -> tuple[
         ConfigError: the folder is missing or empty, holds too many images, or a file is not a readable image
             (one line naming it).
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(folder)
     if not path.is_dir():
         raise ConfigError(f"natural image folder {path}: no such folder")
@@ -100,18 +98,30 @@ def folder_set(folder: Path | str, size: tuple[int, int] = (224, 224)) -> tuple[
         raise ConfigError(f"natural image folder {path} holds no image ({', '.join(IMAGE_SUFFIXES)})")
     if len(files) > MAX_FOLDER_IMAGES:
         raise ConfigError(f"natural image folder {path} holds {len(files)} images (at most {MAX_FOLDER_IMAGES})")
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                array = _rgb(np.asarray(image.convert("RGB")))
-        except (OSError, UnidentifiedImageError, ValueError) as err:
-            raise ConfigError(f"natural image {file} is not a readable image ({type(err).__name__})") from None
-        h, w = array.shape[:2]
-        side = min(h, w)
-        crop = array[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
-        images.append(_resized(crop, size))
+    images = [load_image_file(file, size) for file in files]
     ids = [p.stem for p in files]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"natural image folder {path}: two files share a name without their suffix")
     return ids, torch.stack(images).clamp(0, 1)
+
+
+def load_image_file(file: Path | str, size: tuple[int, int] | None) -> torch.Tensor:
+    """One image file, centre-cropped to a square and resized to ``size`` (None: the crop's own size).
+
+    Returns:
+        ``(3, H, W)`` float32 RGB in [0, 1].
+
+    Raises:
+        ConfigError: the file is not a readable image (one line naming it).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file) as image:
+            array = _rgb(np.asarray(image.convert("RGB")))
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ConfigError(f"natural image {file} is not a readable image ({type(err).__name__})") from None
+    h, w = array.shape[:2]
+    side = min(h, w)
+    crop = array[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    return _resized(crop, size or (side, side)).clamp(0, 1)

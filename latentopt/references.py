@@ -9,7 +9,9 @@ The spec takes one of three forms (:func:`check_reference_spec`, :func:`referenc
   ids ``nat_<file stem>`` (the prefix keeps them apart from generated ids such as ``g00003_main_012``;
   stems are unique within a folder, so the ids are unique, and they stay the same as long as the files do).
 
-An empty list (or null) shows no references.
+An empty list (or null) shows no references. A list holding one mapping, ``[{set: natural, n: 500}]``, is that
+mapping: Hydra cannot put a mapping in place of the default list, so on the command line write
+``experiment.references='[{set: natural, n: 500}]'`` (or ``~experiment.references '+experiment.references={...}'``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,8 @@ def check_reference_spec(spec: object) -> list[str] | dict[str, object]:
 
     if spec is None:
         return []
+    if isinstance(spec, (list, tuple)) and len(spec) == 1 and isinstance(spec[0], Mapping):
+        spec = spec[0]  # [{set: natural, n: 500}]: the form a command line can put in place of the default list
     if not isinstance(spec, Mapping):
         return check_reference_names(spec)
     keys = {str(k) for k in spec}

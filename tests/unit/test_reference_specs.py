@@ -47,6 +47,7 @@ def test_the_natural_set_spec_reads_its_seed_and_defaults():
     a, _ = reference_set({"set": "natural", "n": 5, "seed": 1}, (8, 8))
     b, _ = reference_set({"set": "natural", "n": 5, "seed": 2}, (8, 8))
     assert len(a) == 5 and a != b and all(i.startswith("nat_") for i in a)
+    assert check_reference_spec([{"set": "natural", "n": 3}]) == {"set": "natural", "n": 3, "seed": 0}
     assert check_reference_spec(None) == [] and reference_set([], (8, 8))[1].shape == (0, 3, 8, 8)
     assert reference_set(["coffee"], (8, 8))[0] == ["ref_coffee"]
 
