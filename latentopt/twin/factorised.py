@@ -25,7 +25,7 @@ from latentopt.twin.fit import ReadoutFit, by_image, image_folds, pearson_column
 
 
 def _batched_ridge(D: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel weighted ridge with intercept: ``D (C, m, d)``, ``Y (m, C)`` -> coefficients ``(C, d)``, bias ``(C,)``."""
+    """Per-channel weighted ridge with intercept: ``D (C, m, d)``, ``Y (m, C)`` -> coef ``(C, d)``, bias ``(C,)``."""
     total = w.sum()
     d_mean = np.einsum("m,cmd->cd", w, D) / total
     y_mean = (w @ Y) / total

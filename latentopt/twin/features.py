@@ -194,7 +194,7 @@ def pool(maps: Sequence[torch.Tensor], pooling: str = "avg", grid: int = 2) -> t
               for m in maps]
     sides = {tuple(p.shape[2:]) for p in pooled}
     if len(sides) > 1:
-        raise ConfigError(f"twin.layers: the factorised readout needs layers pooling to one map size, got {sorted(sides)}")
+        raise ConfigError(f"twin.layers: the factorised readout needs layers of one pooled size, got {sorted(sides)}")
     return torch.cat(pooled, dim=1).contiguous()
 
 

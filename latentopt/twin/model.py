@@ -63,7 +63,13 @@ class Twin(torch.nn.Module):
         device = backbone.device
         for name in ("weights", "bias", "x_mean", "x_std", "spatial"):
             if name in arrays:
-                self.register_buffer(name, torch.as_tensor(np.asarray(arrays[name]), dtype=torch.float32, device=device))
+                tensor = torch.as_tensor(np.asarray(arrays[name]), dtype=torch.float32, device=device)
+                self.register_buffer(name, tensor)
+        self.weights: torch.Tensor
+        self.bias: torch.Tensor
+        self.x_mean: torch.Tensor
+        self.x_std: torch.Tensor
+        self.spatial: torch.Tensor
 
     def subset(self, indices: Sequence[int]) -> Twin:
         """Keep only the readout columns ``indices`` (in that order); returns self."""
@@ -136,7 +142,7 @@ def save_twin(folder: str | os.PathLike[str], fit: ReadoutFit, *, layers: Sequen
         arrays["spatial"] = fit.spatial
     npz = path / NPZ_FILE
     tmp = path / f".{NPZ_FILE}.tmp.npz"
-    np.savez(tmp, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})
+    np.savez(tmp, **{k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()})  # type: ignore[arg-type]
     os.replace(tmp, npz)
     normalised = None if reliability is None else noise_ceiling_normalised(fit.r, reliability, convention=ceiling)
     meta = {

@@ -41,7 +41,7 @@ def test_grouped_folds_never_split_an_image():
     sizes = [len(set(groups[te])) for _, te in folds]
     assert max(sizes) - min(sizes) <= 1
     assert [te.tolist() for _, te in folds] == [te.tolist() for _, te in grouped_folds(groups, k=5, seed=3)]
-    with pytest.raises(ConfigError, match="twin.folds"):
+    with pytest.raises(ConfigError, match=r"twin\.folds"):
         grouped_folds(groups[:3], k=5)
 
 
@@ -57,7 +57,7 @@ def test_ridge_recovers_a_linear_readout_of_backbone_features(v1_features):
 
 
 def test_ridge_with_noise_and_repeats_is_near_the_ceiling(v1_features):
-    ids, v1, v4 = v1_features
+    ids, v1, _ = v1_features
     rng = np.random.default_rng(1)
     clean = v1 @ rng.standard_normal((v1.shape[1], 5))
     clean = (clean - clean.mean(0)) / clean.std(0)
@@ -85,7 +85,7 @@ def test_ridge_leaves_out_nan_presentations_and_checks_arguments(v1_features):
     fit = ridge_cv(v1, Y, np.arange(len(v1)))
     assert np.all(np.isfinite(fit.heldout_predictions)) and np.all(fit.r > 0.95)
     assert fit.n_images == len(v1) - len(Y[::7])
-    with pytest.raises(ConfigError, match="twin.alphas"):
+    with pytest.raises(ConfigError, match=r"twin\.alphas"):
         ridge_cv(v1, Y, np.arange(len(v1)), alphas=np.array([-1.0]))
     with pytest.raises(ConfigError, match="one row per presentation"):
         ridge_cv(v1, Y[:10], np.arange(len(v1)))
@@ -149,7 +149,8 @@ def test_split_half_matches_a_hand_computation():
         half, inverse = split_halves(groups, draws)
         a, b = [], []
         for img in range(40):
-            rows0, rows1 = np.flatnonzero((inverse == img) & (half == 0)), np.flatnonzero((inverse == img) & (half == 1))
+            rows0 = np.flatnonzero((inverse == img) & (half == 0))
+            rows1 = np.flatnonzero((inverse == img) & (half == 1))
             if counts[img] < 2:
                 assert len(rows0) == 0 and np.all(half[inverse == img] == -1)
                 continue
@@ -166,7 +167,7 @@ def test_noise_ceiling_normalisation():
     assert np.allclose(noise_ceiling_normalised(np.array([0.6, 0.5]), np.array([0.36, 0.25])), [1.0, 1.0])
     assert np.allclose(noise_ceiling_normalised(np.array([0.6]), np.array([0.8]), convention="brainscore"), [0.75])
     assert np.isnan(noise_ceiling_normalised(np.array([0.3]), np.array([-0.1]))[0])
-    with pytest.raises(ConfigError, match="twin.ceiling"):
+    with pytest.raises(ConfigError, match=r"twin\.ceiling"):
         noise_ceiling_normalised(np.array([0.3]), np.array([0.5]), convention="other")
     with pytest.raises(ConfigError, match="shown at least twice"):
         split_half_reliability(np.zeros((5, 1)), np.arange(5))
