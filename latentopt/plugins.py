@@ -41,6 +41,7 @@ DEFAULT_PLUGINS = (
     "latentopt.builtins.dynamic",
     "latentopt.builtins.objectives",
     "latentopt.builtins.population",
+    "latentopt.builtins.twin",
     "latentopt.builtins.optimizers",
     "latentopt.builtins.experiments",
 )
