@@ -5,6 +5,9 @@
 shown, fitted to the block's size (the largest of the generators' sizes). ``manifold``: the grid images are
 ``design.npz``'s codes at the block's ``design/index``, through the manifold's generator (its own, or the one
 it inherited from its source run, which must then still be readable). References: ``experiment.references``.
+``natural`` and ``control``: the natural images of ``experiment.natural`` and (control) the controllers, the
+design's codes through the run's generator, all at ``experiment.image_size``; an item's key is its design id
+(``ctl_stretch_3``, ``nat_...``), so its repeats group together.
 """
 
 from __future__ import annotations
@@ -88,6 +91,46 @@ def _read_manifold(source: RunSource) -> None:
         source.add_references(block, size)
 
 
+def _session_keys(block: BlockRecord) -> list[str]:
+    """A session item's key is its design id (``<id>_r<k>`` -> ``<id>``)."""
+    return [str(i).rsplit("_r", 1)[0] for i in block.image_ids]
+
+
+def _read_session(source: RunSource) -> None:
+    """A natural-set or control session: its natural set and controllers, from the config and ``design.npz``."""
+    from latentopt.checks import ConfigError
+    from latentopt.experiments.control import DEFAULT_NATURAL, ShowDesign
+    from latentopt.references import reference_set
+
+    path = source.run.path
+    tree = RunWriter(path).read_design()
+    try:
+        show = ShowDesign.from_tree(tree["show"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise RecordError(f"{path}/design.npz is missing or damaged ({type(err).__name__}: {err})") from err
+    exp = source.config["experiment"]
+    side = int(exp.get("image_size", 224))
+    size = (side, side)
+    k = show.n_controllers
+    try:
+        ids, images = reference_set(exp.get("natural", DEFAULT_NATURAL), size)
+    except ConfigError as err:
+        raise RecordError(f"{path}: its natural set cannot be rebuilt: {err}") from err
+    if ids != show.item_ids[k:]:
+        raise RecordError(f"{path}: the natural set rebuilt now differs from the one the session showed "
+                          "(did the folder change?)")
+    source.table.add(ids, images)
+    if k:
+        try:
+            codes = np.asarray(tree["controllers"]["codes"], dtype=np.float32)
+        except (KeyError, TypeError) as err:
+            raise RecordError(f"{path}/design.npz holds no controller codes ({err})") from err
+        generator = source.assembly.generator(source.config.get("generator"), "generator")
+        source.table.add(show.item_ids[:k], fit_images(generator.generate(codes).detach().cpu(), size))
+
+
 register_stimulus_reader("evolve", _read_threads)
 register_stimulus_reader("alignment", _read_threads)
 register_stimulus_reader("manifold", _read_manifold, _manifold_keys)
+register_stimulus_reader("natural", _read_session, _session_keys)
+register_stimulus_reader("control", _read_session, _session_keys)
