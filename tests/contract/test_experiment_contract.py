@@ -15,6 +15,7 @@ import pytest
 from latentopt.blocks import show_block
 from latentopt.checks import integer
 from latentopt.experiment import Experiment, GenerationResult
+from latentopt.launch import run_experiment
 from latentopt.plugins import build_registry, default_registry, get_plugin_manager, hookimpl
 from latentopt.records import block_record, load_run
 from latentopt.testing import check_experiment
@@ -104,6 +105,22 @@ def _codes_file(folder: Path) -> Path:
     return path
 
 
+CNN = {"name": "cnn_unit", "layer": "V1", "channels": [0, 1], "noise": {"kind": "multiplicative", "level": 0.1},
+       "device": "cpu"}
+
+
+def _twin(folder: Path) -> Path:
+    """A twin of :data:`CNN`'s channels, fitted on a small natural-set session."""
+    from latentopt.twin.session import fit_from_runs
+
+    config = {**TINY, "subject": CNN, "experiment": {"name": "natural", "natural": {"set": "natural", "n": 20},
+                                                     "repeats": 2, "block_size": 20, "image_size": 32}}
+    run_experiment(config, folder / "natural_session", config_yaml=json.dumps(config))
+    fit_from_runs([folder / "natural_session"], folder / "twin", layers=["_blocks.2"], device="cpu",
+                  cache_folder=folder / "cache", folds=3)
+    return folder / "twin"
+
+
 def _contract_config(name: str, folder: Path) -> dict[str, Any]:
     """A small config of each built-in experiment (a registered experiment without one fails the meta-test)."""
     if name == "evolve":
@@ -122,6 +139,11 @@ def _contract_config(name: str, folder: Path) -> dict[str, Any]:
     if name == "natural":
         return {**TINY, "experiment": {"name": "natural", "natural": {"set": "natural", "n": 12}, "repeats": 2,
                                        "block_size": 10, "image_size": 16}}
+    if name == "control":
+        return {**TINY, "subject": CNN, "experiment": {
+            "name": "control", "twin": {"path": str(_twin(folder))}, "natural": {"set": "natural", "n": 12},
+            "controllers": {"stretch": [0], "one_hot": [1]}, "synthesis": {"steps": 3, "starts": 1},
+            "repeats": 2, "block_size": 10, "image_size": 32}}
     raise AssertionError(f"experiment {name!r} has no contract config in {__file__}")
 
 
