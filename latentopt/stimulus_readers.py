@@ -119,14 +119,14 @@ def _read_session(source: RunSource) -> None:
     if ids != show.item_ids[k:]:
         raise RecordError(f"{path}: the natural set rebuilt now differs from the one the session showed "
                           "(did the folder change?)")
-    source.table.add(ids, images)
-    if k:
+    if k:  # controllers first: keys in the design's item order
         try:
             codes = np.asarray(tree["controllers"]["codes"], dtype=np.float32)
         except (KeyError, TypeError) as err:
             raise RecordError(f"{path}/design.npz holds no controller codes ({err})") from err
         generator = source.assembly.generator(source.config.get("generator"), "generator")
         source.table.add(show.item_ids[:k], fit_images(generator.generate(codes).detach().cpu(), size))
+    source.table.add(ids, images)
 
 
 register_stimulus_reader("evolve", _read_threads)

@@ -23,6 +23,7 @@ controller images) and, for the significance tests, the trials themselves.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,9 @@ def stretch(natural: np.ndarray, controllers: np.ndarray, channels: list[int], *
             a, b = controller_trials[i][:, k], natural_trials[best_natural[i]][:, k]
             a, b = a[np.isfinite(a)], b[np.isfinite(b)]
             if len(a) >= 2 and len(b) >= 2:
-                p_values[i] = stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+                with warnings.catch_warnings():  # identical trials (a noise-free subject): scipy warns, p is NaN/0
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    p_values[i] = stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
     hits = controllers[:, cols] > nat_max[None, :]
     chance, chance_p = _permutation_chance(hits, float(success.mean()) if len(cols) else 0.0,
                                            np.random.default_rng(seed), permutations)

@@ -12,7 +12,7 @@ session a digital twin is fitted from (``latentopt-twin fit RUN --out TWIN``), a
    ``experiment.controllers.one_hot`` (one-hot on the twin's responses normalised by the twin's responses to the
    natural set), by gradient ascent or by an evolution with the run's optimizer (``experiment.synthesis``);
 3. shows the controllers and the natural set to the subject (a rig, or a simulated subject standing in for the
-   animal) with repeats, in shuffled blocks (controllers as part 0, natural images as references);
+   animal) with repeats, in shuffled blocks (controllers as part 0, natural images as part 1);
 4. reports stretch and one-hot success against the natural set with permutation chance levels, and how well the
    twin predicted the subject (:mod:`latentopt.analysis.control`).
 
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentopt.blocks import REFERENCE, show_block
+from latentopt.blocks import show_block
 from latentopt.checks import ConfigError, integer
 from latentopt.experiment import Experiment, GenerationResult, Recorder, flat_tree
 from latentopt.generator import Generator
@@ -43,6 +43,9 @@ from latentopt.subject import Subject
 
 DEFAULT_NATURAL = {"set": "natural", "n": 500, "seed": 0}
 KINDS = ("stretch", "one_hot")
+CONTROLLER_PART, NATURAL_PART = 0, 1
+"""Owner of a controller / a natural image in a session's blocks (the natural set is not a reference here: each
+block shows its own share of it)."""
 
 
 @dataclass
@@ -135,20 +138,21 @@ class NaturalSession(Experiment):
             return self.generator.generate(self.codes[items]).detach().cpu()
 
     def step(self, block: int) -> GenerationResult:
+        """Show block ``block``: its controllers as part 0, its natural images as part 1."""
         t0 = time.perf_counter()
         chunk = self.show.chunk(block)
         k = self.show.n_controllers
         controllers = chunk[chunk[:, 0] < k]
         naturals = chunk[chunk[:, 0] >= k]
-        parts = []
-        if len(controllers):
-            ids = [f"{self.show.item_ids[i]}_r{r}" for i, r in controllers.tolist()]
-            parts.append((ids, self.controller_images(controllers[:, 0])))
+        ctl_ids = [f"{self.show.item_ids[i]}_r{r}" for i, r in controllers.tolist()]
+        ctl_images = (self.controller_images(controllers[:, 0]) if len(controllers)
+                      else torch.zeros(0, 3, *self.image_size))
         nat_ids = [f"{self.show.item_ids[i]}_r{r}" for i, r in naturals.tolist()]
+        nat_images = self.natural_images[naturals[:, 0] - k] if len(naturals) else torch.zeros(0, 3, *self.image_size)
         t_gen = time.perf_counter()
-        shown = show_block(self.subject, block, parts, size=self.image_size, seed=self.seed,
-                           references=(nat_ids, self.natural_images[naturals[:, 0] - k]) if len(naturals) else None)
-        order = np.concatenate([controllers, naturals]) if len(controllers) else naturals
+        shown = show_block(self.subject, block, [(ctl_ids, ctl_images), (nat_ids, nat_images)],
+                           size=self.image_size, seed=self.seed)
+        order = np.concatenate([controllers, naturals])
         design = {"item": order[:, 0], "repeat": order[:, 1]}
         timings = {"generator_s": t_gen - t0, "subject_s": shown.subject_s}
         if self.recorder is not None:
@@ -156,9 +160,9 @@ class NaturalSession(Experiment):
                                                                design=design, time_bins_ms=self.subject.time_bins_ms))
         timings["total_s"] = time.perf_counter() - t0
         mean = _channel_mean(shown.responses)
-        parts_scores = {"natural": mean[shown.owner == REFERENCE]}
-        if len(controllers):
-            parts_scores = {"controllers": mean[shown.owner == 0], **parts_scores}
+        parts_scores = {"natural": mean[shown.owner == NATURAL_PART]}
+        if k:
+            parts_scores = {"controllers": mean[shown.owner == CONTROLLER_PART], **parts_scores}
         return GenerationResult(block, shown.image_ids, shown.owner, shown.responses, parts_scores, {}, timings)
 
     def provenance(self) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def test_a_control_session_shows_controllers_and_the_natural_set_and_reports(ses
 def test_a_twin_of_the_subject_itself_predicts_it_and_stretches_it(session, tmp_path):
     """Ground truth: when the 'animal' is the twin (subject=twin, noise-free), the twin's predictions are exact."""
     root, _ = session
-    config = _control(root / "twin", synthesis={"method": "gradient", "steps": 60, "starts": 2, "lr": 0.1})
+    config = _control(root / "twin", synthesis={"method": "gradient", "steps": 30, "starts": 1, "lr": 0.2})
     config["subject"] = {"name": "twin", "path": str(root / "twin"), "device": "cpu"}
     run_experiment(config, tmp_path / "self", config_yaml=json.dumps(config))
     result = json.loads((tmp_path / "self" / "control.json").read_text())
@@ -144,7 +144,7 @@ def test_twin_fit_errors_are_one_line(session, tmp_path, capsys):
     assert "held-out r: median" in capsys.readouterr().out
 
 
-def test_resumed_control_adopts_its_recorded_controllers(session, tmp_path):
+def test_a_resumed_control_refuses_a_changed_synthesis(session, tmp_path):
     root, _ = session
     config = _control(root / "twin")
     run_experiment(config, tmp_path / "full", config_yaml=json.dumps(config))
