@@ -152,5 +152,5 @@ def test_a_resumed_control_refuses_a_changed_synthesis(session, tmp_path):
     changed = _control(root / "twin", synthesis={"method": "gradient", "steps": 26, "starts": 1, "lr": 0.1})
     from latentopt.records import RecordError
 
-    with pytest.raises(RecordError, match="design.npz differs"):
+    with pytest.raises(RecordError, match=r"design\.npz differs"):
         run_experiment(changed, tmp_path / "full", config_yaml=json.dumps(changed), resume=True)

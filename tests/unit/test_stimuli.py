@@ -176,9 +176,9 @@ def test_errors_are_one_line(evolve_run, tmp_path):
         run_stimuli(tmp_path / "nothing")
 
     def rename(tree, g):
-        tree["meta"]["experiment"] = "control"
+        tree["meta"]["experiment"] = "axis_tuning"
 
-    with pytest.raises(StimuliError, match=r"copy: experiment 'control' has no stimulus reader") as caught:
+    with pytest.raises(StimuliError, match=r"copy: experiment 'axis_tuning' has no stimulus reader") as caught:
         run_stimuli(_damaged_copy(run, tmp_path, rename))
     assert "\n" not in str(caught.value)
     from latentopt.weights import WeightsError
