@@ -329,7 +329,7 @@ if __name__ == "__main__":
 
 
 def analyze_main(argv: list[str] | None = None) -> None:
-    """Console script ``latentopt-analyze manifold RUN_DIR [...]`` and ``latentopt-analyze alignment RUN ..."""
+    """Console script ``latentopt-analyze manifold|alignment|control ...``: an experiment's analysis again."""
     parser = argparse.ArgumentParser(prog="latentopt-analyze",
                                      description="Re-run an experiment's analysis on its recorded responses.")
     sub = parser.add_subparsers(dest="analysis", required=True)
@@ -351,9 +351,23 @@ def analyze_main(argv: list[str] | None = None) -> None:
     alignment.add_argument("--per-thread-normalisation", action="store_true",
                            help="divide each thread by its own maximum (the later notebooks) instead of one shared")
     alignment.add_argument("--time-constant", type=float, default=0.8, help="fraction for the time constant (0.632)")
+    control = sub.add_parser("control", help="stretch and one-hot success, chance levels and twin prediction of a "
+                             "control session")
+    control.add_argument("run_dir", type=Path)
+    control.add_argument("--out", type=Path, default=None, help="folder for control.json and the figure "
+                         "(default: the run folder)")
     args = parser.parse_args(argv)
     from latentopt.errors import LatentoptError
 
+    if args.analysis == "control":
+        from latentopt.experiments.control_report import write_control_report
+
+        try:
+            summary = write_control_report(args.run_dir, out=args.out)
+        except LatentoptError as err:
+            _fail(str(err))
+        print(f"analysis: {args.out or args.run_dir}  {summary['headline']}")
+        return
     if args.analysis == "alignment":
         from latentopt.experiments.alignment_report import write_alignment_report
 

@@ -125,6 +125,8 @@ def write_natural_report(run_dir: Path | str) -> dict[str, Any]:
 def analyze_control(session: SessionRecord) -> dict[str, Any]:
     """Stretch, one-hot and twin-prediction results of a control session (:mod:`latentopt.analysis.control`)."""
     k = session.n_controllers
+    if not k or "controllers" not in session.design:
+        raise RecordError("the session holds no controllers (a natural-set session): nothing to analyse as control")
     ctl = session.design["controllers"]
     kinds = [str(x) for x in np.asarray(ctl["kind"]).tolist()]
     channels = np.asarray(ctl["channel"], dtype=np.int64)

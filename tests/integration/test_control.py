@@ -12,6 +12,7 @@ import torch
 
 from latentopt.assembly import build_experiment
 from latentopt.checks import ConfigError
+from latentopt.cli import analyze_main
 from latentopt.launch import run_experiment
 from latentopt.run_record import load_run
 from latentopt.stimuli import run_stimuli
@@ -63,6 +64,10 @@ def test_a_control_session_shows_controllers_and_the_natural_set_and_reports(ses
     for name in ("control_channels.csv", "control.png", "summary.json"):
         assert (root / "control" / name).is_file()
     assert summary["headline"].startswith("control: stretch ")
+    analyze_main(["control", str(root / "control"), "--out", str(root / "again")])
+    assert json.loads((root / "again" / "control.json").read_text()) == result
+    with pytest.raises(SystemExit):
+        analyze_main(["control", str(root / "natural")])
     # what the session showed comes back from its records: the same images give the same responses
     stimuli = run_stimuli(root / "control")
     assert len(stimuli.keys) == 48 and stimuli.keys[0] == "ctl_stretch_0"
