@@ -18,24 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-
-def _run(command: list[str]) -> tuple[str, float]:
-    print("$ " + " ".join(command), flush=True)
-    t0 = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    elapsed = time.perf_counter() - t0
-    if done.returncode != 0:
-        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
-    last = (done.stdout.strip().splitlines() or [""])[-1]
-    print(f"  {last}  ({elapsed:.0f} s)", flush=True)
-    return last, elapsed
+from cli_steps import console_script, run_step
 
 
 def main() -> None:
@@ -53,9 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
-    latentopt = shutil.which("latentopt", path=str(bin_dir)) or "latentopt"
-    twin_cli = shutil.which("latentopt-twin", path=str(bin_dir)) or "latentopt-twin"
+    latentopt, twin_cli = console_script("latentopt"), console_script("latentopt-twin")
     out = args.out.absolute()
     if out.exists():
         raise SystemExit(f"{out} exists: choose another --out")
@@ -64,11 +47,11 @@ def main() -> None:
                f"subject.noise.level={args.noise}", f"seed={args.seed}", "progress=false"]
     natural = f"{{set: natural, n: {args.natural}, seed: 0}}"
     timings = {}
-    _, timings["natural_s"] = _run([latentopt, "experiment=natural", f"experiment.natural={natural}", *subject,
+    _, timings["natural_s"] = run_step([latentopt, "experiment=natural", f"experiment.natural={natural}", *subject,
                                     f"hydra.run.dir={out / 'natural'}"])
-    fit_line, timings["twin_fit_s"] = _run([twin_cli, "fit", str(out / "natural"), "--out", str(out / "twin"),
+    fit_line, timings["twin_fit_s"] = run_step([twin_cli, "fit", str(out / "natural"), "--out", str(out / "twin"),
                                             "--layers", *args.twin_layers, "--pooling", args.pooling])
-    control_line, timings["control_s"] = _run([
+    control_line, timings["control_s"] = run_step([
         latentopt, "experiment=control", f"experiment.twin.path={out / 'twin'}", f"experiment.natural={natural}",
         f"experiment.synthesis.steps={args.steps}", f"experiment.synthesis.starts={args.starts}",
         f"experiment.repeats={args.repeats}", "generator=fourier", *subject, f"hydra.run.dir={out / 'control'}"])

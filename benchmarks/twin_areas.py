@@ -14,28 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from cli_steps import console_script, run_step
 
 TWIN_LAYERS = {"V1": "_blocks.3", "V4": "_blocks.5", "PIT": "_blocks.11"}
 """The block before each area's preset layer (V1 _blocks.4, V4 _blocks.6, PIT _blocks.12)."""
-
-
-def _run(command: list[str]) -> str:
-    print("$ " + " ".join(command), flush=True)
-    t0 = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        print(done.stdout[-2000:], done.stderr[-4000:], sep="\n", file=sys.stderr)
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(command)}")
-    last = (done.stdout.strip().splitlines() or [""])[-1]
-    print(f"  {last}  ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return last
 
 
 def main() -> None:
@@ -49,9 +34,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=30)
     parser.add_argument("--pooling", default="factorised")
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
-    latentopt = shutil.which("latentopt", path=str(bin_dir)) or "latentopt"
-    twin_cli = shutil.which("latentopt-twin", path=str(bin_dir)) or "latentopt-twin"
+    latentopt, twin_cli = console_script("latentopt"), console_script("latentopt-twin")
     out = args.out.absolute()
     if out.exists():
         raise SystemExit(f"{out} exists: choose another --out")
@@ -61,11 +44,11 @@ def main() -> None:
         subject = [f"subject.layer={area}", f"subject.channels={channels}", "subject.noise.kind=multiplicative",
                    f"subject.noise.level={args.noise}", "progress=false"]
         folder = out / area
-        _run([latentopt, "experiment=natural", f"experiment.natural={{set: natural, n: {args.natural}, seed: 0}}",
+        run_step([latentopt, "experiment=natural", f"experiment.natural={{set: natural, n: {args.natural}, seed: 0}}",
               *subject, f"hydra.run.dir={folder / 'natural'}"])
-        _run([latentopt, f"experiment.generations={args.generations}", *subject,
+        run_step([latentopt, f"experiment.generations={args.generations}", *subject,
               f"hydra.run.dir={folder / 'evolution'}"])
-        line = _run([twin_cli, "fit", str(folder / "natural"), str(folder / "evolution"), "--out",
+        line, _ = run_step([twin_cli, "fit", str(folder / "natural"), str(folder / "evolution"), "--out",
                      str(folder / "twin"), "--layers", TWIN_LAYERS[area], "--pooling", args.pooling])
         twin = json.loads((folder / "twin" / "twin.json").read_text())
         r = np.asarray([np.nan if v is None else v for v in twin["r"]], dtype=float)

@@ -185,28 +185,23 @@ def one_hot(natural: np.ndarray, controllers: np.ndarray, targets: list[int], *,
 
 
 def split_half(trials: list[np.ndarray], *, splits: int = 100, seed: int = 0) -> np.ndarray:
-    """Per-column split-half reliability, Spearman-Brown corrected, over images with >= 2 trials.
+    """Per-column split-half reliability (Spearman-Brown corrected) of per-image trials ``trials[i]`` ``(r_i, C)``.
 
-    ``trials[i]``: image ``i``'s trials ``(r_i, C)``. Each split assigns half of every image's trials (at random)
-    to one half; the Pearson r across images of the two half means, averaged over ``splits`` splits, becomes
-    ``2 r / (1 + r)``. NaN where fewer than 3 images have repeats.
+    :func:`latentopt.twin.reliability.split_half_reliability` on the trials with their image as group (aborted,
+    non-finite trials left out); NaN per column when fewer than 3 images have 2 or more trials.
     """
-    rng = np.random.default_rng(seed)
-    usable = [t[np.isfinite(t).all(axis=1)] for t in trials]
-    usable = [t for t in usable if len(t) >= 2]
-    if len(usable) < 3:
-        return np.full(trials[0].shape[1] if trials else 0, np.nan)
-    rs = []
-    for _ in range(splits):
-        a, b = [], []
-        for t in usable:
-            order = rng.permutation(len(t))
-            half = len(t) // 2
-            a.append(t[order[:half]].mean(axis=0))
-            b.append(t[order[half:2 * half]].mean(axis=0))
-        rs.append(_columnwise_r(np.asarray(a), np.asarray(b)))
-    r = np.nanmean(np.asarray(rs), axis=0)
-    return 2 * r / (1 + r)
+    from latentopt.checks import ConfigError
+    from latentopt.twin.reliability import split_half_reliability
+
+    width = trials[0].shape[1] if trials else 0
+    if not trials:
+        return np.zeros(0)
+    responses = np.concatenate([np.asarray(t, dtype=np.float64).reshape(-1, width) for t in trials])
+    groups = np.repeat(np.arange(len(trials)), [len(t) for t in trials])
+    try:
+        return split_half_reliability(responses, groups, n_splits=splits, seed=seed)
+    except ConfigError:  # too few repeated images
+        return np.full(width, np.nan)
 
 
 def _columnwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:

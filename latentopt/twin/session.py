@@ -124,7 +124,10 @@ def fit_twin(sessions: Sequence[Stimuli], out: Path | str, *, layers: Sequence[s
         fit = pls_cv(X, responses, groups, n_components=n_components, folds=folds, seed=seed)
     else:
         fit = ridge_cv(X, responses, groups, folds=folds, seed=seed)
-    reliability = split_half_reliability(responses, groups, seed=seed)
+    try:
+        reliability = split_half_reliability(responses, groups, seed=seed)
+    except ConfigError:  # fewer than 3 images shown twice: no ceiling
+        reliability = np.full(responses.shape[1], np.nan)
     has_repeats = bool(np.isfinite(reliability).any())
     t_fit = time.perf_counter() - t0 - t_features
     record = {"sessions": [dict(s.source) for s in sessions], "images": len(keys), "presentations": len(groups),
