@@ -159,3 +159,44 @@ def test_a_resumed_control_refuses_a_changed_synthesis(session, tmp_path):
 
     with pytest.raises(RecordError, match=r"design\.npz differs"):
         run_experiment(changed, tmp_path / "full", config_yaml=json.dumps(changed), resume=True)
+
+
+def test_a_twin_is_a_subject_for_white_box_evolutions(session, tmp_path):
+    """subject=twin: differentiable, so the gradient-ascent optimizer runs on the model of the neurons."""
+    root, _ = session
+    config = {**BASE, "subject": {"name": "twin", "path": str(root / "twin"), "device": "cpu"},
+              "objective": {"name": "stretch", "channel": 2},
+              "optimizer": {"name": "gradient_ascent", "population_size": 2, "lr": 0.2},
+              "experiment": {"name": "evolve", "generations": 8, "references": None}}
+    run_experiment(config, tmp_path / "run", config_yaml=json.dumps(config))
+    scores = load_run(tmp_path / "run").scores
+    assert scores[-1].max() > scores[0].max()
+    provenance = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert provenance["subject"]["name"] == "twin" and len(provenance["subject"]["twin_sha256"]) == 64
+
+
+def test_a_twin_from_a_folder_of_images_and_a_csv_of_responses(tmp_path, capsys):
+    """A lab's own images and responses: the twin recovers channels that are a known function of the images."""
+    from PIL import Image
+
+    from latentopt.natural import natural_set
+
+    ids, images = natural_set(60, (32, 32), seed=2)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    lines = ["image,bright,red"]
+    rng = np.random.default_rng(0)
+    for name, image in zip(ids, images, strict=True):
+        array = (image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+        Image.fromarray(array).save(folder / f"{name}.png")
+        bright, red = float(array.mean()) / 255, float(array[..., 0].mean() - array[..., 2].mean()) / 255
+        for _ in range(2):
+            lines.append(f"{name}.png,{bright + rng.normal(0, 0.01):.5f},{red + rng.normal(0, 0.01):.5f}")
+    (tmp_path / "responses.csv").write_text("\n".join(lines) + "\n")
+    twin_main(["fit", "--images", str(folder), "--csv", str(tmp_path / "responses.csv"), "--out",
+               str(tmp_path / "twin"), "--layers", "_blocks.1", "--device", "cpu", "--folds", "4"])
+    out = capsys.readouterr().out
+    assert "2 channels, 60 images (120 trials)" in out
+    twin = json.loads((tmp_path / "twin" / "twin.json").read_text())
+    assert twin["channel_names"] == ["bright", "red"]
+    assert min(twin["r"]) > 0.8  # brightness and redness are linear in early features' channel means
