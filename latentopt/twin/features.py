@@ -28,7 +28,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from latentopt.builtins.subjects import AREA_LAYERS, INPUT_SIZE, load_efficientnet_lite0, preprocess_images
+from latentopt.builtins.subjects import (
+    AREA_LAYERS,
+    INPUT_SIZE,
+    _StopForward,  # the in-silico monkey's: raised by the deepest requested layer's hook
+    load_efficientnet_lite0,
+    preprocess_images,
+)
 from latentopt.checks import ConfigError, integer
 from latentopt.runtime import resolve_device
 from latentopt.weights import sha256_file
@@ -39,10 +45,6 @@ FACTORISED_MAX_SIDE = 7
 BACKBONE_NAME = "efficientnet-lite0 (ImageNet)"
 CACHE_ENV = "LATENTOPT_CACHE"
 DEFAULT_CACHE_DIR = Path("~/.cache/latentopt/twin")
-
-
-class _StopForward(Exception):
-    """Raised by the hook of the deepest requested layer: nothing after it needs computing."""
 
 
 def resolve_layers(layers: str | Sequence[str], key: str = "twin.layers") -> list[str]:
