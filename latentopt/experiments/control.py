@@ -364,7 +364,8 @@ def control_from_config(config: dict[str, Any], assembly: Any) -> Control:
 
     def run_synthesis() -> dict[str, Any]:
         return synthesise(twin, generator, targets, natural[1], settings=settings, temperature=temperature,
-                          image_size=size, seed=assembly.seed, assembly=assembly, optimizer_node=optimizer_node)
+                          image_size=size, seed=assembly.seed, assembly=assembly, optimizer_node=optimizer_node,
+                          progress=bool(config.get("progress", True)))
 
     return Control(subject, design, natural, twin=twin, targets=targets, synthesise=run_synthesis, inputs=inputs,
                    temperature=temperature, twin_info=twin_info, image_size=size, seed=assembly.seed,

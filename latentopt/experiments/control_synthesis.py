@@ -81,8 +81,8 @@ def _scores(responses: torch.Tensor, kinds: torch.Tensor, channels: torch.Tensor
 
 def synthesise(twin: Subject, generator: Generator, targets: Sequence[tuple[str, int]], natural: torch.Tensor, *,
                settings: SynthesisSettings, temperature: float, image_size: tuple[int, int], seed: int,
-               assembly: Any = None, optimizer_node: Any = None) -> dict[str, Any]:
-    """Controller codes for ``targets`` (``[(kind, channel)]``) on the twin.
+               assembly: Any = None, optimizer_node: Any = None, progress: bool = False) -> dict[str, Any]:
+    """Controller codes for ``targets`` (``[(kind, channel)]``) on the twin (``progress``: a bar on stderr).
 
     Returns:
         ``codes (K, d)`` float32, ``twin_scores (K,)`` (each controller's own objective on the twin),
@@ -92,12 +92,18 @@ def synthesise(twin: Subject, generator: Generator, targets: Sequence[tuple[str,
     natural_twin = twin_responses(twin, fit_images(natural, image_size))
     mean = natural_twin.mean(axis=0)
     std = np.maximum(natural_twin.std(axis=0), 1e-12)
-    if settings.method == "gradient":
-        codes = _by_gradient(twin, generator, targets, settings=settings, mean=mean, std=std,
-                             temperature=temperature, image_size=image_size, seed=seed)
-    else:
-        codes = _by_evolution(twin, generator, targets, settings=settings, mean=mean, std=std,
-                              temperature=temperature, seed=seed, assembly=assembly, optimizer_node=optimizer_node)
+    from tqdm import tqdm
+
+    total = settings.steps + 1 if settings.method == "gradient" else settings.generations
+    with tqdm(total=total, desc=f"synthesis on the twin ({len(targets)} controllers)", unit="step",
+              disable=not progress, dynamic_ncols=True) as bar:
+        if settings.method == "gradient":
+            codes = _by_gradient(twin, generator, targets, settings=settings, mean=mean, std=std,
+                                 temperature=temperature, image_size=image_size, seed=seed, tick=bar.update)
+        else:
+            codes = _by_evolution(twin, generator, targets, settings=settings, mean=mean, std=std,
+                                  temperature=temperature, seed=seed, assembly=assembly,
+                                  optimizer_node=optimizer_node, tick=bar.update)
     with torch.no_grad():
         images = fit_images(generator.generate(codes).detach().cpu(), image_size)
     responses = twin_responses(twin, images)
@@ -112,7 +118,7 @@ def synthesise(twin: Subject, generator: Generator, targets: Sequence[tuple[str,
 
 def _by_gradient(twin: Subject, generator: Generator, targets: Sequence[tuple[str, int]], *,
                  settings: SynthesisSettings, mean: np.ndarray, std: np.ndarray, temperature: float,
-                 image_size: tuple[int, int], seed: int) -> np.ndarray:
+                 image_size: tuple[int, int], seed: int, tick: Any = None) -> np.ndarray:
     if not (generator.differentiable and twin.differentiable):
         raise ConfigError("experiment.synthesis.method=gradient needs a differentiable generator and twin")
     k, starts = len(targets), settings.starts
@@ -135,6 +141,8 @@ def _by_gradient(twin: Subject, generator: Generator, targets: Sequence[tuple[st
         better = values > best
         best[better] = values[better]
         best_codes[better] = codes.detach().cpu().numpy()[better]
+        if tick is not None:
+            tick(1)
         if step == settings.steps:
             break
         (-scores.sum()).backward()
@@ -167,7 +175,7 @@ class _Keeper:
 
 def _by_evolution(twin: Subject, generator: Generator, targets: Sequence[tuple[str, int]], *,
                   settings: SynthesisSettings, mean: np.ndarray, std: np.ndarray, temperature: float, seed: int,
-                  assembly: Any, optimizer_node: Any) -> np.ndarray:
+                  assembly: Any, optimizer_node: Any, tick: Any = None) -> np.ndarray:
     from latentopt.assembly import MAX_POPULATION, thread_code_seed, thread_optimizer_seed
     from latentopt.builtins.population import OneHot, Stretch
     from latentopt.experiment import Thread
@@ -187,7 +195,8 @@ def _by_evolution(twin: Subject, generator: Generator, targets: Sequence[tuple[s
                                        seed=thread_optimizer_seed(seed + 7, i))
         threads.append(Thread(f"{kind}_{channel}", generator, optimizer, objective))
     keeper = _Keeper([t.name for t in threads])
-    evolution = Evolution(threads, twin, seed=seed, generations=settings.generations, recorder=keeper)
+    evolution = Evolution(threads, twin, seed=seed, generations=settings.generations, recorder=keeper,
+                          on_generation=None if tick is None else lambda result: tick(1))
     evolution.run()
     codes = [keeper.best[t.name][1] for t in threads]
     if any(c is None for c in codes):

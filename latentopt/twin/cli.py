@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     ceiling = (f", noise-ceiling normalised {_fmt(report['median_normalised_r'])}"
                if report["median_normalised_r"] is not None else "")
     print(f"twin: {report['path']}  {len(report['channels'])} channels, {report['images']} images "
-          f"({report['presentations']} trials), {'+'.join(report['layers'])} {report['pooling']} {report['method']}: "
+          f"({report['presentations']} trials), {'+'.join(report['layers'])} {report['pooling']}"
+          f"{'' if report['method'] == report['pooling'] else ' ' + report['method']}: "
           f"held-out r median {_fmt(report['median_r'])}{ceiling} "
           f"(features {report['features_s']:.1f} s{' cached' if report['features_reused'] else ''}, "
           f"fit {report['fit_s']:.1f} s)")
