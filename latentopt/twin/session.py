@@ -91,7 +91,7 @@ def fit_twin(sessions: Sequence[Stimuli], out: Path | str, *, layers: Sequence[s
         cache: reuse cached features.
     """
     from latentopt.twin.factorised import factorised_cv
-    from latentopt.twin.features import Backbone, cached_features, check_pooling
+    from latentopt.twin.features import FACTORISED_MAX_SIDE, Backbone, cached_features, check_pooling
     from latentopt.twin.fit import pls_cv, ridge_cv
     from latentopt.twin.model import save_twin
     from latentopt.twin.reliability import noise_ceiling_normalised, split_half_reliability
@@ -105,7 +105,8 @@ def fit_twin(sessions: Sequence[Stimuli], out: Path | str, *, layers: Sequence[s
     backbone = Backbone(layers, weights=weights, device=device)
     try:
         parts = {"images": image_digest(images), "layers": backbone.layers, "pooling": pooling,
-                 "grid": grid if pooling == "grid" else None, "weights_sha256": backbone.weights_sha256}
+                 "grid": grid if pooling == "grid" else None, "weights_sha256": backbone.weights_sha256,
+                 "max_side": FACTORISED_MAX_SIDE if pooling == "factorised" else None}
 
         def compute() -> np.ndarray:
             return backbone.pooled_numpy(images, pooling, grid)
