@@ -40,6 +40,7 @@ import json
 import platform
 import subprocess
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,7 @@ REFERENCE_CLASSES = {"SphereCMA": "ZOHA_Sphere_lr_euclid", "CholeskyCMAES": "Cho
 PAIRS = {"SphereCMA": "bench_sphere_cma", "CholeskyCMAES": "bench_cholesky_cma", "Genetic": "ga_ponce"}
 """Reference name -> our preset whose settings it takes and with which it is compared."""
 REF_PREFIX = "ref:"
-FULL = {"areas": ["V1", "V4", "PIT"], "units": [0, 1], "noise": [0.0, 0.2, 0.5], "seeds": [0, 1, 2],
+FULL: dict[str, Any] = {"areas": ["V1", "V4", "PIT"], "units": [0, 1], "noise": [0.0, 0.2, 0.5], "seeds": [0, 1, 2],
         "budget": 3000, "population": 40, "image_size": 64,
         "ours": ["bench_sphere_cma", "bench_cholesky_cma", "ga_ponce", "bench_sep_cma", "bench_cmaes_diag"],
         "reference": list(REFERENCE_CLASSES)}
@@ -119,15 +120,18 @@ def load_reference(directory: str | Path) -> Any:
         raise _error(f"--reference-dir: {path}: no such file (give a checkout of Animadversio/ActMax-Optimizer-Dev)")
     saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k == "core" or k.startswith("core.")}
     sys.path.insert(0, str(path.parents[1]))
+    bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # leave the user's checkout as it is
     try:
         spec = importlib.util.spec_from_file_location("actmax_reference_optimizers", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # geometry_utils' `is 1`: not ours to report
             spec.loader.exec_module(module)
     except Exception as err:  # anything the foreign module raises: one line naming the file
         raise _error(f"--reference-dir: {path} failed to import: {type(err).__name__}: {err}".splitlines()[0]) from None
     finally:
+        sys.dont_write_bytecode = bytecode
         sys.path.remove(str(path.parents[1]))
         for key in [k for k in sys.modules if k == "core" or k.startswith("core.")]:
             del sys.modules[key]  # the checkout's ``core`` stays out of the way of any other ``core``
@@ -313,14 +317,20 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
     refs = [n for n in names if n.startswith(REF_PREFIX)]
     pairs = [(PAIRS[n[len(REF_PREFIX):]], n) for n in refs if PAIRS[n[len(REF_PREFIX):]] in names]
     if pairs:
-        lines += ["", "## Ratio ours / reference (mean normalised activation)", "",
-                  "| ours | reference | all | " + " | ".join(areas) + " |", "|" + "---|" * (3 + len(areas))]
+        lines += ["", "## Ratio ours / reference", "",
+                  "Mean normalised activation, all runs and per area; evaluations to pass the best natural image: "
+                  "ratio of the medians over the runs that passed.", "",
+                  "| ours | reference | all | " + " | ".join(areas) + " | evals to natural |",
+                  "|" + "---|" * (4 + len(areas))]
         for ours, ref in pairs:
             cells = []
             for area in (None, *areas):
                 means = [np.nanmean([r["norm_activation"] for r in rows if r["optimizer"] == who
                                      and (area is None or r["area"] == area)]) for who in (ours, ref)]
                 cells.append(f"{means[0] / means[1]:.3f}" if means[1] > 0 else "")
+            hits = [[r["evals_to_natural"] for r in rows if r["optimizer"] == who and r["evals_to_natural"] is not None]
+                    for who in (ours, ref)]
+            cells.append(f"{np.median(hits[0]) / np.median(hits[1]):.3f}" if all(hits) else "")
             lines.append(f"| {ours} | {ref} | " + " | ".join(cells) + " |")
     lines += ["", "## Evaluations to pass the best natural image (noise-free, any shown code)", "",
               "| optimizer | passed | median evals | mean evaluations used |", "|---|---|---|---|"]
@@ -341,7 +351,11 @@ def _git(directory: Path) -> str:
                              timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return out.stdout.strip() if out.returncode == 0 else "not a git checkout"
+    if out.returncode != 0:
+        return "not a git checkout"
+    dirty = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return out.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
 
 
 def versions(reference_dir: str | None) -> dict[str, str]:
@@ -401,7 +415,9 @@ def execute(args: argparse.Namespace) -> int:
     module = load_reference(args.reference_dir) if args.reference_dir else None
     torch.set_num_threads(args.threads)
     generator, units = build_units(args.areas, args.units, args.image_size)
-    rows, trajectories, used = [], [], {}
+    rows: list[dict[str, Any]] = []
+    trajectories: list[dict[str, Any]] = []
+    used: dict[str, dict[str, Any]] = {}
     for unit in units:
         for seed in args.seeds:
             initial = generator.initial_codes(args.population, rng=np.random.default_rng([int(seed), 1]))
