@@ -154,3 +154,62 @@ def test_a_missing_or_broken_reference_dir_is_a_one_line_error(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "failed to import" in err and "a_module_nobody_has" in err
     assert not (tmp_path / "o").exists()
+
+
+class _Fixed:
+    """A driver showing ``sizes[g]`` fixed codes at generation g and keeping what it is told."""
+
+    def __init__(self, sizes: list[int], dim: int = 3) -> None:
+        self.sizes, self.dim = sizes, dim
+        self.told: list[np.ndarray] = []
+
+    def ask(self) -> np.ndarray:
+        n = self.sizes[min(len(self.told), len(self.sizes) - 1)]
+        return np.arange(n * self.dim, dtype=np.float64).reshape(n, self.dim)
+
+    def tell(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        self.told.append(np.asarray(scores))
+
+
+class _Linear:
+    """A unit whose noise-free response is the code's first coordinate plus 1."""
+
+    natural = 10.0
+
+    def clean(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(codes, dtype=np.float64)[:, 0] + 1.0
+
+
+def test_the_loop_shares_the_noise_stream_and_counts_every_shown_code() -> None:
+    from latentopt.blocks import noise_rng
+
+    centre, plain = _Fixed([4, 5]), _Fixed([4])
+    a = sidebyside.run(centre, _Linear(), 0.5, 3, budget=20)
+    b = sidebyside.run(plain, _Linear(), 0.5, 3, budget=20)
+    assert (a["evaluations"], a["generations"]) == (4 + 3 * 5, 4) and (b["evaluations"], b["generations"]) == (20, 5)
+    for g, (x, y) in enumerate(zip(centre.told, plain.told, strict=False)):
+        clean = np.arange(x.size) * 3 + 1.0
+        expected = clean * np.maximum(0.0, 1.0 + 0.5 * noise_rng(3, g).standard_normal(x.size))
+        np.testing.assert_allclose(x, expected, rtol=1e-12)
+        np.testing.assert_allclose(y, expected[:4], rtol=1e-12)  # the same draws for the same rows
+    assert a["activation"] == 13.0 and b["activation"] == 10.0  # best noise-free of the final generation
+    assert a["evals_to_natural"] == 9 and b["evals_to_natural"] is None  # 13 > 10 at the second generation
+    assert [e for e, _ in a["trajectory"]] == [4, 9, 14, 19]
+
+
+def test_interval_is_scipys_t_interval_and_the_ratio_is_of_the_means() -> None:
+    from scipy import stats
+
+    values = [0.8, 0.9, 0.7, 1.0, 0.85]
+    mean, low, high = sidebyside.interval(values)
+    ref_low, ref_high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
+    assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx((ref_low, ref_high), rel=1e-12)
+    rows = [{"optimizer": name, "area": area, "channel": 0, "noise": 0.0, "seed": seed, "norm_activation": value,
+             "evals_to_natural": evals, "evaluations": 100}
+            for name, area, seed, value, evals in [
+                ("bench_sphere_cma", "V1", 0, 0.9, 40), ("bench_sphere_cma", "V4", 0, 0.6, None),
+                ("ref:SphereCMA", "V1", 0, 1.0, 20), ("ref:SphereCMA", "V4", 0, 0.8, 80)]]
+    text = sidebyside.table(rows, {}, {})
+    line = next(x for x in text.splitlines() if x.startswith("| bench_sphere_cma | ref:SphereCMA |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2:] == [f"{0.75 / 0.9:.3f}", f"{0.9:.3f}", f"{0.6 / 0.8:.3f}", f"{40 / 50:.3f}"]
