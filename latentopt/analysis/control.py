@@ -204,16 +204,11 @@ def split_half(trials: list[np.ndarray], *, splits: int = 100, seed: int = 0) ->
         return np.full(width, np.nan)
 
 
-def _columnwise_r(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
-    denominator = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, (a * b).sum(axis=0) / denominator, np.nan)
-
-
 def pearson_r(predicted: np.ndarray, observed: np.ndarray) -> np.ndarray:
     """Per-column Pearson r of ``(n, C)`` arrays (NaN for a constant column)."""
-    return _columnwise_r(np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64))
+    from latentopt.twin.fit import pearson_columns
+
+    return pearson_columns(np.asarray(predicted, dtype=np.float64), np.asarray(observed, dtype=np.float64))
 
 
 def twin_prediction(predicted: np.ndarray, observed: np.ndarray, *, natural_observed: np.ndarray,

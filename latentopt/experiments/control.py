@@ -23,7 +23,6 @@ the ones it was made with.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Mapping
@@ -303,14 +302,6 @@ def _channel_selection(value: Any, key: str, n_channels: int) -> list[int]:
     if len(set(channels)) != len(channels):
         raise ConfigError(f"{key} names a channel twice: {channels}")
     return channels
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def control_from_config(config: dict[str, Any], assembly: Any) -> Control:
