@@ -84,10 +84,29 @@ def preset(name: str) -> dict[str, Any]:
     return {"name": name}
 
 
+def split_overrides(label: str) -> tuple[str, dict[str, Any]]:
+    """``"preset[key=value,key=value]"`` -> ``("preset", {key: value})``, values parsed as YAML scalars
+    (``"bench_sphere_cma[show_centre=true,step_end_deg=3]"``): an ablation without a new preset file."""
+    if not label.endswith("]") or "[" not in label:
+        if "[" in label or "]" in label:
+            raise _error(f"--ours {label!r}: write overrides as NAME[key=value,key=value]")
+        return label, {}
+    name, _, body = label[:-1].partition("[")
+    overrides: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in body.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _error(f"--ours {label!r}: {item!r} is not key=value")
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
+
+
 def ours_kwargs(name: str, population: int) -> tuple[str, dict[str, Any]]:
-    """Registry name and keyword arguments of our optimizer ``name`` at ``population`` codes per
-    generation (the GA's elite scaled by population / the preset's, so it stays below the population)."""
-    node = preset(name)
+    """Registry name and keyword arguments of our optimizer ``name`` (a preset, optionally with
+    ``[key=value,...]`` overrides) at ``population`` codes per generation (the GA's elite scaled by
+    population / the preset's, so it stays below the population)."""
+    base, overrides = split_overrides(name)
+    node = {**preset(base), **overrides}
     registry_name = str(node.pop("name"))
     size = int(node.pop("population_size", population) or population)
     if "n_elite" in node and size != population:
@@ -269,15 +288,31 @@ def build_units(areas: Sequence[str], channels: Sequence[int], image_size: int) 
 
 
 def normalise(rows: list[dict[str, Any]]) -> None:
-    """``norm_activation``: activation / the best activation of any run on the same unit (any noise)."""
+    """``norm_activation``: activation / the best activation of any run on the same unit (any noise);
+    ``norm_best_ever``: best_ever / the best best_ever of any run on the unit."""
     best: dict[tuple[str, int], float] = {}
+    ever: dict[tuple[str, int], float] = {}
     for row in rows:
         key = (row["area"], row["channel"])
         best[key] = max(best.get(key, -np.inf), row["activation"])
+        ever[key] = max(ever.get(key, -np.inf), row["best_ever"])
     for row in rows:
-        top = best[(row["area"], row["channel"])]
+        top, most = best[(row["area"], row["channel"])], ever[(row["area"], row["channel"])]
         row["unit_best"] = top
         row["norm_activation"] = row["activation"] / top if top > 0 else float("nan")
+        row["norm_best_ever"] = row["best_ever"] / most if most > 0 else float("nan")
+
+
+def comparisons(names: Sequence[str]) -> list[tuple[str, str]]:
+    """(ours, reference) pairs of the ratio table: each reference with its paired preset, then every other
+    of our optimizers with the reference SphereCMA (the algorithm to beat)."""
+    refs = [n for n in names if n.startswith(REF_PREFIX)]
+    pairs = [(PAIRS[n[len(REF_PREFIX):]], n) for n in refs if PAIRS[n[len(REF_PREFIX):]] in names]
+    sphere = REF_PREFIX + "SphereCMA"
+    if sphere in names:
+        paired = set(PAIRS.values())
+        pairs += [(n, sphere) for n in names if not n.startswith(REF_PREFIX) and n not in paired]
+    return pairs
 
 
 # ---------------------------------------------------------------------------------------------- the table
@@ -305,6 +340,7 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
     """The markdown report: normalised activation, ratios, evaluations to pass the natural images."""
     columns = sorted({(r["area"], r["noise"]) for r in rows})
     names = list(dict.fromkeys(r["optimizer"] for r in rows))
+    names = [n for n in names if not n.startswith(REF_PREFIX)] + [n for n in names if n.startswith(REF_PREFIX)]
     head = ["optimizer", *(f"{a} / noise {n:g}" for a, n in columns), "all"]
     lines = ["# Side by side: normalised activation (activation / best of any run on the unit)", "",
              "Mean [95 % t interval] over units x seeds; activation = best noise-free score among the final "
@@ -314,24 +350,34 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
         cells = [_cell([r["norm_activation"] for r in mine if (r["area"], r["noise"]) == c]) for c in columns]
         lines.append(f"| {name} | " + " | ".join([*cells, _cell([r["norm_activation"] for r in mine])]) + " |")
     areas = sorted({r["area"] for r in rows})
-    refs = [n for n in names if n.startswith(REF_PREFIX)]
-    pairs = [(PAIRS[n[len(REF_PREFIX):]], n) for n in refs if PAIRS[n[len(REF_PREFIX):]] in names]
+    noises = sorted({r["noise"] for r in rows})
+    pairs = comparisons(names)
     if pairs:
         lines += ["", "## Ratio ours / reference", "",
-                  "Mean normalised activation, all runs and per area; evaluations to pass the best natural image: "
-                  "ratio of the medians over the runs that passed.", "",
-                  "| ours | reference | all | " + " | ".join(areas) + " | evals to natural |",
-                  "|" + "---|" * (4 + len(areas))]
+                  "Mean normalised activation over the runs of each column; our optimizers that are not a "
+                  "reference algorithm's pair are compared with the reference SphereCMA. Evaluations to pass the "
+                  "best natural image: ratio of the medians over the runs that passed.", "",
+                  "| ours | reference | all | " + " | ".join([*areas, *(f"noise {n:g}" for n in noises)])
+                  + " | evals to natural |", "|" + "---|" * (4 + len(areas) + len(noises))]
         for ours, ref in pairs:
             cells = []
-            for area in (None, *areas):
-                means = [np.nanmean([r["norm_activation"] for r in rows if r["optimizer"] == who
-                                     and (area is None or r["area"] == area)]) for who in (ours, ref)]
+            for where in (lambda r: True, *(lambda r, a=a: r["area"] == a for a in areas),
+                          *(lambda r, n=n: r["noise"] == n for n in noises)):
+                chosen = [[r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)]
+                          for who in (ours, ref)]
+                means = [float(np.nanmean(c)) if c else float("nan") for c in chosen]
                 cells.append(f"{means[0] / means[1]:.3f}" if means[1] > 0 else "")
             hits = [[r["evals_to_natural"] for r in rows if r["optimizer"] == who and r["evals_to_natural"] is not None]
                     for who in (ours, ref)]
             cells.append(f"{np.median(hits[0]) / np.median(hits[1]):.3f}" if all(hits) else "")
             lines.append(f"| {ours} | {ref} | " + " | ".join(cells) + " |")
+    lines += ["", "## Normalised best ever (best noise-free score of any shown code / best of any run on the unit)",
+              "", "| optimizer | all | " + " | ".join(f"noise {n:g}" for n in noises) + " |",
+              "|" + "---|" * (2 + len(noises))]
+    for name in names:
+        mine = [r for r in rows if r["optimizer"] == name]
+        cells = [_cell([r["norm_best_ever"] for r in mine if r["noise"] == n]) for n in noises]
+        lines.append(f"| {name} | " + " | ".join([_cell([r["norm_best_ever"] for r in mine]), *cells]) + " |")
     lines += ["", "## Evaluations to pass the best natural image (noise-free, any shown code)", "",
               "| optimizer | passed | median evals | mean evaluations used |", "|---|---|---|---|"]
     for name in names:
@@ -388,6 +434,10 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: stable timings)")
     p.add_argument("--smoke", action="store_true", help="tiny: 1 V1 unit, budget 120, population 8, 32 px")
+    p.add_argument("--shard", default="0/1", help="I/N: run every N-th job from the I-th (one process per core), "
+                   "then --merge the shards' folders")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="combine these earlier --out folders into --out "
+                   "(normalised over all their runs) instead of running")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     for key, value in (SMOKE if args.smoke else FULL).items():
@@ -398,11 +448,72 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with 0 <= I < N."""
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()) or not 0 <= int(index) < int(count):
+        raise _error(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/2")
+    return int(index), int(count)
+
+
+INT_FIELDS = ("channel", "seed", "evaluations", "generations")
+FLOAT_FIELDS = ("noise", "activation", "best_ever", "natural_best")
+
+
+def read_runs(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Rows, trajectories and settings written by an earlier run into ``folder``."""
+    try:
+        with open(folder / "runs.csv", newline="") as handle:
+            raw = list(csv.DictReader(handle))
+        trajectories = json.loads((folder / "trajectories.json").read_text())
+        settings = json.loads((folder / "settings.json").read_text())
+    except (OSError, ValueError) as err:
+        raise _error(f"--merge {folder}: {type(err).__name__}: {err}".splitlines()[0]) from None
+    rows = []
+    for number, row in enumerate(raw, start=2):
+        try:
+            parsed: dict[str, Any] = {"optimizer": row["optimizer"], "area": row["area"]}
+            parsed.update({k: int(row[k]) for k in INT_FIELDS})
+            parsed.update({k: float(row[k]) for k in FLOAT_FIELDS})
+            parsed["evals_to_natural"] = int(row["evals_to_natural"]) if row["evals_to_natural"] else None
+        except (KeyError, TypeError, ValueError) as err:
+            raise _error(f"--merge {folder / 'runs.csv'} line {number}: bad row "
+                         f"({type(err).__name__}: {err})") from None
+        rows.append(parsed)
+    return rows, trajectories, settings
+
+
+def merge(folders: Sequence[str], out: Path) -> int:
+    rows: list[dict[str, Any]] = []
+    trajectories: list[dict[str, Any]] = []
+    settings: dict[str, Any] = {}
+    for folder in folders:
+        more_rows, more_trajectories, more_settings = read_runs(Path(folder))
+        rows += more_rows
+        trajectories += more_trajectories
+        key = "optimizers (first unit/seed)"
+        used = {**settings.get(key, {}), **more_settings.get(key, {})}
+        for key in ("areas", "units", "seeds"):
+            more_settings[key] = sorted({*settings.get(key, []), *more_settings.get(key, [])}, key=str)
+        settings = {**settings, **more_settings, "optimizers (first unit/seed)": used}
+    settings["merged from"] = [str(Path(f)) for f in folders]
+    seen: set[tuple[Any, ...]] = set()
+    for row in rows:
+        key = (row["optimizer"], row["area"], row["channel"], row["noise"], row["seed"])
+        if key in seen:
+            raise _error(f"--merge: run {key} appears twice (the same job in two folders)")
+        seen.add(key)
+    write_outputs(out, rows, trajectories, settings, versions(None))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from latentopt.errors import LatentoptError
 
     args = parse(argv)
     try:
+        if args.merge:
+            return merge(args.merge, Path(args.out))
         return execute(args)
     except LatentoptError as err:
         print(f"sidebyside: error: {err}", file=sys.stderr)
@@ -414,7 +525,11 @@ def execute(args: argparse.Namespace) -> int:
 
     module = load_reference(args.reference_dir) if args.reference_dir else None
     torch.set_num_threads(args.threads)
+    index, count = shard(args.shard)
+    for label in args.ours:
+        ours_kwargs(label, args.population)  # a bad preset or override fails before any unit is built
     generator, units = build_units(args.areas, args.units, args.image_size)
+    job = -1
     rows: list[dict[str, Any]] = []
     trajectories: list[dict[str, Any]] = []
     used: dict[str, dict[str, Any]] = {}
@@ -423,6 +538,9 @@ def execute(args: argparse.Namespace) -> int:
             initial = generator.initial_codes(args.population, rng=np.random.default_rng([int(seed), 1]))
             for noise in args.noise:
                 for name in [*args.ours, *(REF_PREFIX + n for n in args.reference)]:
+                    job += 1
+                    if job % count != index:
+                        continue
                     driver: Ours | Reference = (
                         Reference(module, name[len(REF_PREFIX):], initial, seed) if name.startswith(REF_PREFIX)
                         else Ours(name, initial, seed))
@@ -434,18 +552,6 @@ def execute(args: argparse.Namespace) -> int:
                                  "seed": seed, "natural_best": unit.natural, **result})
                     print(f"{name:24s} {unit.area}:{unit.channel} noise {noise:g} seed {seed}: "
                           f"{result['activation']:.3f} ({result['evaluations']} evals)", flush=True)
-    normalise(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fields = ["optimizer", "area", "channel", "noise", "seed", "evaluations", "generations", "activation",
-              "best_ever", "unit_best", "norm_activation", "natural_best", "evals_to_natural"]
-    with open(out / "runs.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row[k] is None or (isinstance(row[k], float) and np.isnan(row[k])) else row[k]
-                             for k in fields})
-    (out / "trajectories.json").write_text(json.dumps(trajectories))
     settings = {"budget": args.budget, "population": args.population, "image_size": args.image_size,
                 "generator": "fourier (max_frequency 10, init_scale 0.5)", "areas": args.areas, "units": args.units,
                 "noise": "multiplicative, levels " + ", ".join(f"{n:g}" for n in args.noise), "seeds": args.seeds,
@@ -453,10 +559,28 @@ def execute(args: argparse.Namespace) -> int:
                 "noise stream": "latentopt.blocks.noise_rng(seed, generation)",
                 "natural images": "latentopt.references.DEFAULT_REFERENCES",
                 "budget rule": "whole generations, never above the budget; every shown code counts",
-                "optimizers (first unit/seed)": used}
-    (out / "table.md").write_text(table(rows, settings, versions(args.reference_dir)))
-    print(f"wrote {out / 'runs.csv'}, {out / 'table.md'}")
+                "shard": args.shard, "optimizers (first unit/seed)": used}
+    write_outputs(Path(args.out), rows, trajectories, settings, versions(args.reference_dir))
     return 0
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]], trajectories: list[dict[str, Any]],
+                  settings: dict[str, Any], found: dict[str, str]) -> None:
+    """runs.csv, trajectories.json, settings.json and table.md in ``out`` (rows normalised here)."""
+    normalise(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["optimizer", "area", "channel", "noise", "seed", "evaluations", "generations", "activation",
+              "best_ever", "unit_best", "norm_activation", "norm_best_ever", "natural_best", "evals_to_natural"]
+    with open(out / "runs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row[k] is None or (isinstance(row[k], float) and np.isnan(row[k])) else row[k]
+                             for k in fields})
+    (out / "trajectories.json").write_text(json.dumps(trajectories))
+    (out / "settings.json").write_text(json.dumps(settings, indent=1, default=str))
+    (out / "table.md").write_text(table(rows, settings, found))
+    print(f"wrote {out / 'runs.csv'}, {out / 'table.md'}")
 
 
 if __name__ == "__main__":

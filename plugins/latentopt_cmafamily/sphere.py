@@ -13,6 +13,24 @@ step decays from 50° to 7.33° over 75 generations, then stays there:
 
 The angle of a sample from the centre is ``θ_t`` on average: tangent vectors are ``N(0, θ_t²/d · I)``
 projected orthogonally to ``c``.
+
+``show_centre=True`` makes the centre itself the first of the λ codes of every generation (λ − 1 samples
+besides it), as Wang & Ponce's code does (theirs adds it as a 41st code). As in their code, the centre is
+scored but not recombined: ranks and the weighted mean use the samples only (a good centre would
+otherwise pull the mean back onto itself and shorten the step). In high dimension the recombined centre
+usually scores above every sample drawn around it, so showing it puts the point the algorithm believes
+best in front of the neuron each generation, and in the final generation.
+
+``first_generation="initial"`` shows the initial codes themselves, projected onto the sphere, as the first
+generation (random codes: directions spread over the whole sphere, as Wang & Ponce's first generation),
+and the first update jumps to their weighted mean (no interpolation); ``"samples"`` (the default before
+issue 14) starts with samples at the first angle around the direction of the initial codes' mean.
+
+``average_generations=K`` (with ``show_centre``) also shows, as the second code, the average of the last
+K centres projected onto the sphere (iterate averaging, Polyak & Juditsky 1992). Under noisy scores the
+centre random-walks around the optimum (selection among samples at a few degrees is partly chance); the
+average of K consecutive centres cancels much of that walk while the search goes on from the centre
+itself. Noise-free it costs one sample per generation.
 """
 
 from __future__ import annotations
@@ -26,6 +44,10 @@ from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import FamilyOptimizer, as_array, ranked_parents
 
 SCHEDULES = ("exp", "inv")
+FIRST_GENERATIONS = ("samples", "initial")
+SHOWN_ANGLE = 1e-5
+"""Radians: a told code this close to the centre (or the shown average) is that shown code, not a sample
+(float32 codes are within ~1e-7 of it; samples lie degrees away)."""
 
 
 def step_angle(generation: int, *, start_deg: float, end_deg: float, generations: int, schedule: str) -> float:
@@ -74,6 +96,10 @@ class SphereCMA(FamilyOptimizer):
         step_start_deg, step_end_deg: angular step at the first and last scheduled generation.
         schedule_generations: generations over which the step decays (75).
         schedule: ``"exp"`` (default, best in the paper) or ``"inv"``.
+        show_centre: show the centre as the first code of every generation (see the module docstring).
+        average_generations: with ``show_centre``, also show the average of the last K centres as the
+            second code (0: off).
+        first_generation: ``"samples"`` or ``"initial"`` (see the module docstring).
     """
 
     def __init__(
@@ -91,6 +117,9 @@ class SphereCMA(FamilyOptimizer):
         step_end_deg: float = 7.33,
         schedule_generations: int = 75,
         schedule: str = "exp",
+        show_centre: bool = False,
+        average_generations: int = 0,
+        first_generation: str = "samples",
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         if schedule not in SCHEDULES:
@@ -109,11 +138,32 @@ class SphereCMA(FamilyOptimizer):
         self.sphere_norm, self.lr, self.schedule = float(sphere_norm), float(lr), schedule
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)
+        if not isinstance(show_centre, bool):
+            raise ConfigError(f"optimizer.show_centre must be true or false, got {show_centre!r}")
+        self.show_centre = show_centre
+        if isinstance(average_generations, bool) or not isinstance(average_generations, int) or average_generations < 0:
+            raise ConfigError(f"optimizer.average_generations must be an integer >= 0, got {average_generations!r}")
+        if average_generations and not show_centre:
+            raise ConfigError("optimizer.average_generations needs optimizer.show_centre=true (the average is shown "
+                              "beside the centre)")
+        if average_generations and self.population_size < 3:
+            raise ConfigError("optimizer.average_generations needs optimizer.population_size >= 3")
+        self.average_generations = int(average_generations)
+        if first_generation not in FIRST_GENERATIONS:
+            raise ConfigError(f"optimizer.first_generation must be one of {FIRST_GENERATIONS}, "
+                              f"got {first_generation!r}")
+        self.first_generation = first_generation
+        self.initial = np.zeros((0, self.dim))  # unit directions of the first generation ("initial" only)
+        if first_generation == "initial":
+            start = np.asarray(initial_codes, dtype=np.float64)[: self.population_size]
+            norms = np.linalg.norm(start, axis=1)
+            self.initial = start[norms > 1e-12] / norms[norms > 1e-12, None]
         direction = np.asarray(initial_codes, dtype=np.float64).mean(0)
         if np.linalg.norm(direction) < 1e-12:
             direction = self.rng.standard_normal(self.dim)
         self.centre = direction / np.linalg.norm(direction)
         self.updates = 0
+        self.recent = np.zeros((0, self.dim))  # the last average_generations centres, oldest first
 
     @classmethod
     def contract_kwargs(cls) -> dict[str, Any]:
@@ -138,21 +188,62 @@ class SphereCMA(FamilyOptimizer):
     def _propose(self, n: int) -> np.ndarray:
         tangents = self.rng.standard_normal((n, self.dim)) * (self._angle() / math.sqrt(self.dim))
         tangents -= np.outer(tangents @ self.centre, self.centre)
-        return self.sphere_norm * exp_map(self.centre, tangents)
+        codes = exp_map(self.centre, tangents)
+        if self.updates == 0 and self.initial.shape[0]:
+            k = min(n, self.initial.shape[0])
+            codes[:k] = self.initial[:k]  # samples fill in if fewer initial codes
+            return self.sphere_norm * codes
+        if self.show_centre:
+            codes[0] = self.centre
+        average = self.average_centre
+        if average is not None:
+            codes[1] = average
+        return self.sphere_norm * codes
+
+    @property
+    def average_centre(self) -> np.ndarray | None:
+        """The unit average of the last ``average_generations`` centres (None when off or before the first
+        update)."""
+        if not self.average_generations or self.recent.shape[0] == 0:
+            return None
+        average = self.recent.mean(0)
+        norm = float(np.linalg.norm(average))
+        return average / norm if norm > 1e-12 else None
 
     def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        if self.show_centre:
+            codes, scores = self._samples_only(codes, scores)
         order, weights = ranked_parents(scores, self.mu)
         target = weights @ codes[order]
         if np.linalg.norm(target) > 1e-12:
-            self.centre = slerp(self.centre, target, self.lr)
-            self.centre /= np.linalg.norm(self.centre)
+            jump = self.updates == 0 and self.initial.shape[0] > 0  # from spread initial codes: their mean
+            self.centre = target if jump else slerp(self.centre, target, self.lr)
+            self.centre = self.centre / np.linalg.norm(self.centre)
         self.updates += 1
+        self.initial = np.zeros((0, self.dim))
+        if self.average_generations:
+            self.recent = np.concatenate([self.recent, self.centre[None]])[-self.average_generations:]
+
+    def _samples_only(self, codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The told rows other than the shown centre and average (recognised by direction, so injected or
+        dropped rows do not matter); all rows if nothing else would be left."""
+        shown = [self.centre] + ([] if self.average_centre is None else [self.average_centre])
+        norms = np.maximum(np.linalg.norm(codes, axis=1), 1e-300)
+        cosines = (codes / norms[:, None]) @ np.stack(shown).T
+        keep = ~np.any(cosines > math.cos(SHOWN_ANGLE), axis=1)
+        return (codes[keep], scores[keep]) if keep.any() else (codes, scores)
 
     def _family_state(self) -> dict[str, Any]:
-        return {"centre": self.centre.copy(), "updates": self.updates}
+        return {"centre": self.centre.copy(), "updates": self.updates, "recent": self.recent.copy(),
+                "initial": self.initial.copy()}
 
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.centre, self.updates = as_array(state["centre"]), int(state["updates"])
+        initial = state.get("initial")
+        self.initial = np.zeros((0, self.dim)) if initial is None else as_array(initial).reshape(-1, self.dim)
+        recent = as_array(state["recent"]) if "recent" in state else np.zeros((0, self.dim))
+        self.recent = recent.reshape(-1, self.dim)[-self.average_generations:] if self.average_generations \
+            else np.zeros((0, self.dim))
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -165,4 +256,7 @@ class SphereCMA(FamilyOptimizer):
             "step_start_deg": self.step_start_deg,
             "step_end_deg": self.step_end_deg,
             "schedule_generations": self.schedule_generations,
+            "show_centre": self.show_centre,
+            "average_generations": self.average_generations,
+            "first_generation": self.first_generation,
         }

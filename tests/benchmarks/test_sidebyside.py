@@ -205,11 +205,59 @@ def test_interval_is_scipys_t_interval_and_the_ratio_is_of_the_means() -> None:
     ref_low, ref_high = stats.t.interval(0.95, len(values) - 1, loc=np.mean(values), scale=stats.sem(values))
     assert mean == pytest.approx(np.mean(values)) and (low, high) == pytest.approx((ref_low, ref_high), rel=1e-12)
     rows = [{"optimizer": name, "area": area, "channel": 0, "noise": 0.0, "seed": seed, "norm_activation": value,
-             "evals_to_natural": evals, "evaluations": 100}
+             "norm_best_ever": value, "evals_to_natural": evals, "evaluations": 100}
             for name, area, seed, value, evals in [
                 ("bench_sphere_cma", "V1", 0, 0.9, 40), ("bench_sphere_cma", "V4", 0, 0.6, None),
                 ("ref:SphereCMA", "V1", 0, 1.0, 20), ("ref:SphereCMA", "V4", 0, 0.8, 80)]]
     text = sidebyside.table(rows, {}, {})
     line = next(x for x in text.splitlines() if x.startswith("| bench_sphere_cma | ref:SphereCMA |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert cells[2:] == [f"{0.75 / 0.9:.3f}", f"{0.9:.3f}", f"{0.6 / 0.8:.3f}", f"{40 / 50:.3f}"]
+    # all, V1, V4, noise 0 (every run), evaluations to pass the natural images
+    assert cells[2:] == [f"{0.75 / 0.9:.3f}", f"{0.9:.3f}", f"{0.6 / 0.8:.3f}", f"{0.75 / 0.9:.3f}", f"{40 / 50:.3f}"]
+
+
+def test_overrides_make_an_ablation_without_a_preset_file() -> None:
+    name, overrides = sidebyside.split_overrides("bench_sphere_cma[show_centre=true, step_end_deg=3,mu=null]")
+    assert name == "bench_sphere_cma" and overrides == {"show_centre": True, "step_end_deg": 3, "mu": None}
+    registry, kwargs = sidebyside.ours_kwargs("bench_sphere_cma[show_centre=true,step_end_deg=3]", 40)
+    assert registry == "sphere_cma" and kwargs["show_centre"] is True and kwargs["step_end_deg"] == 3
+    assert kwargs["sphere_norm_factor"] == 4.7  # the rest of the preset is kept
+    assert sidebyside.split_overrides("ga_ponce") == ("ga_ponce", {})
+    from latentopt.checks import ConfigError
+
+    for bad in ("bench_sphere_cma[show_centre]", "bench_sphere_cma[=3]", "bench_sphere_cma[lr=1"):
+        with pytest.raises(ConfigError, match="--ours"):
+            sidebyside.split_overrides(bad)
+
+
+def test_every_other_optimizer_of_ours_is_compared_with_the_reference_spherecma() -> None:
+    names = ["bench_sphere_cma", "bench_sphere_cma[show_centre=true]", "ga_ponce", "ref:SphereCMA", "ref:Genetic"]
+    assert sidebyside.comparisons(names) == [
+        ("bench_sphere_cma", "ref:SphereCMA"), ("ga_ponce", "ref:Genetic"),
+        ("bench_sphere_cma[show_centre=true]", "ref:SphereCMA")]
+    assert sidebyside.comparisons(["bench_sphere_cma", "ga_ponce"]) == []
+
+
+def test_shards_merged_give_the_runs_of_one_unsharded_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["--smoke", "--budget", "32", "--ours", "bench_sphere_cma", "ga_ponce"]
+    assert sidebyside.main([*base, "--out", str(tmp_path / "whole")]) == 0
+    for i in (0, 1):
+        assert sidebyside.main([*base, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")]) == 0
+    assert len(_rows(tmp_path / "s0")) == len(_rows(tmp_path / "s1")) == 2
+    assert sidebyside.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+    key = lambda r: (r["optimizer"], r["noise"], r["seed"])  # noqa: E731
+    whole, merged = sorted(_rows(tmp_path / "whole"), key=key), sorted(_rows(tmp_path / "m"), key=key)
+    assert [key(r) for r in whole] == [key(r) for r in merged]
+    for a, b in zip(whole, merged, strict=True):
+        for field in ("activation", "best_ever", "norm_activation", "norm_best_ever", "evaluations"):
+            assert float(a[field]) == pytest.approx(float(b[field]), rel=1e-9), field
+    assert len(json.loads((tmp_path / "m" / "trajectories.json").read_text())) == 4
+    capsys.readouterr()
+    # the same shard twice, a folder without runs, a malformed --shard: one-line errors, nothing written
+    assert sidebyside.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s0"), "--out", str(tmp_path / "d")]) == 2
+    assert "appears twice" in capsys.readouterr().err and not (tmp_path / "d").exists()
+    assert sidebyside.main(["--merge", str(tmp_path / "nothing"), "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "nothing" in err
+    assert sidebyside.main([*base, "--shard", "2/2", "--out", str(tmp_path / "d")]) == 2
+    assert "--shard" in capsys.readouterr().err and not (tmp_path / "d").exists()

@@ -53,3 +53,85 @@ def test_slerp_keeps_unit_norm() -> None:
     a, b = np.eye(3)[0], np.eye(3)[1]
     assert np.linalg.norm(slerp(a, b, 1.5)) == pytest.approx(1.0)
     np.testing.assert_allclose(slerp(a, b, 1.0), b, atol=1e-12)
+
+
+def test_show_centre_makes_the_centre_the_first_code_scored_but_not_recombined() -> None:
+    initial = np.random.default_rng(4).standard_normal((12, 64)).astype(np.float32)
+    shown, hidden = SphereCMA(initial, seed=2, show_centre=True), SphereCMA(initial, seed=2)
+    codes = shown.ask().astype(np.float64)
+    np.testing.assert_allclose(codes[0], 300.0 * shown.centre, rtol=1e-6)
+    angles = np.degrees(np.arccos(np.clip(codes[1:] @ shown.centre / 300.0, -1, 1)))
+    assert angles.min() > 10.0  # the other 11 are samples at the scheduled 50°
+    assert hidden.ask().shape == codes.shape  # λ is unchanged: the centre replaces one sample
+    # the centre's score does not enter the update: telling it (even as the best) or not gives the same centre
+    twin = SphereCMA(initial, seed=2, show_centre=True, nan_policy="drop")
+    twin_codes = twin.ask()
+    scores = np.random.default_rng(1).standard_normal(12)
+    scores[0] = 100.0
+    shown.tell(codes.astype(np.float32), scores)
+    twin.tell(twin_codes, np.concatenate([[np.nan], scores[1:]]))  # the centre's row dropped
+    np.testing.assert_allclose(shown.centre, twin.centre, atol=1e-12)
+    assert shown.provenance()["show_centre"] is True
+
+
+def test_show_centre_must_be_a_boolean() -> None:
+    from latentopt.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.show_centre"):
+        SphereCMA(np.ones((4, 8), np.float32), show_centre="yes")  # type: ignore[arg-type]
+
+
+def test_average_generations_shows_the_mean_of_the_last_k_centres_on_the_sphere() -> None:
+    rng = np.random.default_rng(5)
+    optimizer = SphereCMA(rng.standard_normal((10, 32)).astype(np.float32), seed=3, show_centre=True,
+                          average_generations=3, sphere_norm=7.0)
+    centres = []
+    for _ in range(5):
+        codes = optimizer.ask()
+        optimizer.tell(codes, rng.standard_normal(10))
+        centres.append(optimizer.centre.copy())
+    codes = optimizer.ask().astype(np.float64)
+    expected = np.mean(centres[-3:], axis=0)
+    np.testing.assert_allclose(codes[1], 7.0 * expected / np.linalg.norm(expected), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codes[0], 7.0 * optimizer.centre, rtol=1e-5, atol=1e-6)
+    # the window survives a state round trip: the restored optimizer asks the same codes
+    restored = SphereCMA(np.zeros((10, 32), np.float32) + 1, seed=0, show_centre=True, average_generations=3,
+                         sphere_norm=7.0)
+    optimizer_state = optimizer.state_dict()
+    restored.load_state_dict(optimizer_state)
+    np.testing.assert_array_equal(restored.ask(), optimizer.ask())
+
+
+def test_average_generations_needs_show_centre_and_a_count() -> None:
+    from latentopt.checks import ConfigError
+
+    codes = np.ones((6, 8), np.float32)
+    with pytest.raises(ConfigError, match="show_centre"):
+        SphereCMA(codes, average_generations=4)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ConfigError, match=r"optimizer\.average_generations"):
+            SphereCMA(codes, show_centre=True, average_generations=bad)  # type: ignore[arg-type]
+    first = SphereCMA(codes, show_centre=True, average_generations=4).ask()  # no centre told yet: all samples
+    assert first.shape == (6, 8)
+
+
+def test_first_generation_initial_shows_the_initial_codes_and_jumps_to_their_weighted_mean() -> None:
+    from latentopt_cmafamily._base import ranked_parents
+
+    initial = np.random.default_rng(6).standard_normal((10, 48)).astype(np.float32)
+    optimizer = SphereCMA(initial, seed=0, sphere_norm=5.0, first_generation="initial", show_centre=True)
+    codes = optimizer.ask().astype(np.float64)
+    unit = initial / np.linalg.norm(initial, axis=1, keepdims=True)
+    np.testing.assert_allclose(codes, 5.0 * unit, rtol=1e-5, atol=1e-6)  # no centre shown before a centre exists
+    scores = np.random.default_rng(2).standard_normal(10)
+    optimizer.tell(codes.astype(np.float32), scores)
+    order, weights = ranked_parents(scores, 5)
+    target = weights @ codes[order]
+    np.testing.assert_allclose(optimizer.centre, target / np.linalg.norm(target), atol=1e-6)
+    later = optimizer.ask().astype(np.float64)  # then the usual: the centre, and samples at the scheduled angle
+    np.testing.assert_allclose(later[0], 5.0 * optimizer.centre, rtol=1e-5, atol=1e-6)
+    assert optimizer.state_dict()["impl"]["family"]["initial"].shape == (0, 48)  # no longer kept once used
+    from latentopt.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.first_generation"):
+        SphereCMA(initial, first_generation="uniform")
