@@ -16,7 +16,8 @@ import numpy as np
 from latentopt.checks import ConfigError
 from latentopt.optimizer import Optimizer, initial_mean
 
-__all__ = ["FamilyOptimizer", "as_array", "effective_mu", "initial_mean", "ranked_parents", "recombination_weights"]
+__all__ = ["FamilyOptimizer", "as_array", "check_flag", "effective_mu", "initial_mean", "ranked_parents",
+           "recombination_weights", "without_rows_at"]
 
 
 def recombination_weights(mu: int) -> np.ndarray:
@@ -111,6 +112,23 @@ class FamilyOptimizer(Optimizer):
 
     @abstractmethod
     def _load_family_state(self, state: dict[str, Any]) -> None: ...
+
+
+def check_flag(value: Any, key: str) -> bool:
+    """A boolean setting, or a one-line ConfigError naming ``key``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def without_rows_at(codes: np.ndarray, scores: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The told rows other than those at ``point`` ``(d,)`` (a shown mean or centre), recognised by distance:
+    within 1e-4 of the rows' median distance from it, or 1e-6 of its norm (float32 rounding); all rows if
+    nothing else would be left. Injected or dropped rows therefore do not matter."""
+    distances = np.linalg.norm(codes - point, axis=1)
+    tolerance = max(1e-4 * float(np.median(distances)), 1e-6 * float(np.linalg.norm(point)), 1e-300)
+    keep = distances > tolerance
+    return (codes[keep], scores[keep]) if keep.any() else (codes, scores)
 
 
 def as_array(value: Any, dtype: type = np.float64) -> np.ndarray:

@@ -26,10 +26,12 @@ from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
+    check_flag,
     effective_mu,
     initial_mean,
     ranked_parents,
     recombination_weights,
+    without_rows_at,
 )
 
 
@@ -197,6 +199,8 @@ class CholeskyCMA(FamilyOptimizer):
         sigma0: initial step size (3 in the paper, for DeePSim fc6 codes).
         init_mean: ``"zero"`` (the paper) or ``"codes"`` (mean of ``initial_codes``).
         a_update_every: generations between rank-one updates of the Cholesky factor (10).
+        show_centre: show the mean as the first code of every generation; it is scored but not
+            recombined (the update uses the λ − 1 samples).
     """
 
     def __init__(
@@ -210,8 +214,10 @@ class CholeskyCMA(FamilyOptimizer):
         sigma0: float = 3.0,
         init_mean: str = "zero",
         a_update_every: int = 10,
+        show_centre: bool = False,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
+        self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         self.init_mean = init_mean
         self.sigma0 = float(sigma0)
         self.core = CholeskyCore(
@@ -235,9 +241,17 @@ class CholeskyCMA(FamilyOptimizer):
         return self.core.sigma
 
     def _propose(self, n: int) -> np.ndarray:
-        return self._to_codes(self.core.sample(self.rng, n))
+        codes = self._to_codes(self.core.sample(self.rng, n))
+        if self.show_centre:
+            codes[0] = self._mean_code()
+        return codes
+
+    def _mean_code(self) -> np.ndarray:
+        return self._to_codes(self.core.mean[None])[0]
 
     def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        if self.show_centre:
+            codes, scores = without_rows_at(codes, scores, self._mean_code())
         self.core.update(self._to_points(codes), scores)
 
     def _family_state(self) -> dict[str, Any]:
@@ -252,5 +266,6 @@ class CholeskyCMA(FamilyOptimizer):
             **self.core.settings(),
             "sigma0": self.sigma0,
             "init_mean": self.init_mean,
+            "show_centre": self.show_centre,
             "algorithm": "Cholesky CMA-ES (Wang & Ponce 2022)",
         }

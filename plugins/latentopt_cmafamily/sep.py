@@ -30,10 +30,12 @@ from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
+    check_flag,
     effective_mu,
     initial_mean,
     ranked_parents,
     recombination_weights,
+    without_rows_at,
 )
 
 CS_RULES = ("ponce", "tutorial")
@@ -57,6 +59,8 @@ class SepCMA(FamilyOptimizer):
         sigma_end_ratio: σ at the last scheduled generation / σ₀ (``"exp"`` only).
         schedule_generations: generations over which σ decays (``"exp"`` only); σ stays at its
             end value after them.
+        show_centre: show the mean as the first code of every generation; it is scored but not
+            recombined (the update uses the λ − 1 samples).
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class SepCMA(FamilyOptimizer):
         step_schedule: str = "csa",
         sigma_end_ratio: float = 7.33 / 50.0,
         schedule_generations: int = 75,
+        show_centre: bool = False,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
+        self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:
@@ -109,9 +115,14 @@ class SepCMA(FamilyOptimizer):
 
     def _propose(self, n: int) -> np.ndarray:
         z = self.rng.standard_normal((n, self.dim))
-        return self.mean + (self.sigma * np.sqrt(self.variances)) * z
+        codes = self.mean + (self.sigma * np.sqrt(self.variances)) * z
+        if self.show_centre:
+            codes[0] = self.mean
+        return codes
 
     def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
+        if self.show_centre:
+            codes, scores = without_rows_at(codes, scores, self.mean)
         order, weights = ranked_parents(scores, self.mu)
         mueff = effective_mu(weights)
         y = (codes[order] - self.mean) / self.sigma
@@ -155,6 +166,7 @@ class SepCMA(FamilyOptimizer):
             "init_mean": self.init_mean,
             "cs_rule": self.cs_rule,
             "step_schedule": self.step_schedule,
+            "show_centre": self.show_centre,
             **(
                 {"sigma_end_ratio": self.sigma_end_ratio, "schedule_generations": self.schedule_generations}
                 if self.step_schedule == "exp"

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, parent_count
-from latentopt_cmafamily._base import FamilyOptimizer, as_array, ranked_parents
+from latentopt_cmafamily._base import FamilyOptimizer, as_array, check_flag, ranked_parents
 
 SCHEDULES = ("exp", "inv")
 FIRST_GENERATIONS = ("samples", "initial")
@@ -138,9 +138,7 @@ class SphereCMA(FamilyOptimizer):
         self.sphere_norm, self.lr, self.schedule = float(sphere_norm), float(lr), schedule
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)
-        if not isinstance(show_centre, bool):
-            raise ConfigError(f"optimizer.show_centre must be true or false, got {show_centre!r}")
-        self.show_centre = show_centre
+        self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         if isinstance(average_generations, bool) or not isinstance(average_generations, int) or average_generations < 0:
             raise ConfigError(f"optimizer.average_generations must be an integer >= 0, got {average_generations!r}")
         if average_generations and not show_centre:

@@ -135,3 +135,22 @@ def test_first_generation_initial_shows_the_initial_codes_and_jumps_to_their_wei
 
     with pytest.raises(ConfigError, match=r"optimizer\.first_generation"):
         SphereCMA(initial, first_generation="uniform")
+
+
+@pytest.mark.parametrize("name", ["sep_cma", "cholesky_cma"])
+def test_show_centre_in_the_cma_es_shows_the_mean_scored_but_not_recombined(name: str) -> None:
+    from latentopt_cmafamily import OPTIMIZERS
+
+    initial = np.random.default_rng(7).standard_normal((10, 30)).astype(np.float32)
+    shown = OPTIMIZERS[name](initial, seed=4, show_centre=True, init_mean="codes", sigma0=0.5)
+    twin = OPTIMIZERS[name](initial, seed=4, show_centre=True, init_mean="codes", sigma0=0.5, nan_policy="drop")
+    codes, twin_codes = shown.ask(), twin.ask()
+    np.testing.assert_allclose(codes[0], initial.astype(np.float64).mean(0), rtol=1e-5, atol=1e-6)
+    scores = np.random.default_rng(8).standard_normal(10)
+    scores[0] = 50.0  # the mean as the best code: still not a parent
+    shown.tell(codes, scores)
+    twin.tell(twin_codes, np.concatenate([[np.nan], scores[1:]]))
+    np.testing.assert_allclose(shown.ask(), twin.ask(), rtol=1e-6, atol=1e-6)
+    assert shown.provenance()["show_centre"] is True
+    plain = OPTIMIZERS[name](initial, seed=4, init_mean="codes", sigma0=0.5).ask()
+    np.testing.assert_allclose(plain[1:], codes[1:], rtol=1e-6)  # the same samples besides the mean
