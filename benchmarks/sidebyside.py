@@ -57,7 +57,8 @@ PAIRS = {"SphereCMA": "bench_sphere_cma", "CholeskyCMAES": "bench_cholesky_cma",
 REF_PREFIX = "ref:"
 FULL: dict[str, Any] = {"areas": ["V1", "V4", "PIT"], "units": [0, 1], "noise": [0.0, 0.2, 0.5], "seeds": [0, 1, 2],
         "budget": 3000, "population": 40, "image_size": 64,
-        "ours": ["bench_sphere_cma", "bench_cholesky_cma", "ga_ponce", "bench_sep_cma", "bench_cmaes_diag"],
+        "ours": ["bench_sphere_cma", "bench_cholesky_cma", "ga_ponce", "bench_sphere_cma_paper", "bench_sep_cma",
+                 "bench_cmaes_diag"],
         "reference": list(REFERENCE_CLASSES)}
 SMOKE = {**FULL, "areas": ["V1"], "units": [0], "noise": [0.0, 0.5], "seeds": [0], "budget": 120,
          "population": 8, "image_size": 32}
@@ -117,12 +118,16 @@ def ours_kwargs(name: str, population: int) -> tuple[str, dict[str, Any]]:
 class Ours:
     """Our ask/tell optimizer behind the harness's ``ask() / tell(codes, scores)``."""
 
-    def __init__(self, name: str, initial: np.ndarray, seed: int) -> None:
+    def __init__(self, name: str, initial: np.ndarray, seed: int, budget: int) -> None:
+        from latentopt.experiments.evolve import planned_generations
         from latentopt.plugins import default_registry
 
         registry_name, kwargs = ours_kwargs(name, initial.shape[0])
         self.settings = {"registry": registry_name, **kwargs}
         self.optimizer = default_registry().build("optimizers", registry_name, initial, seed=seed, **kwargs)
+        planned = planned_generations(self.optimizer, 0, budget)  # as the CLI tells it with experiment.budget
+        if planned is not None:
+            self.optimizer.plan_generations(planned)
 
     def ask(self) -> np.ndarray:
         return self.optimizer.ask()
@@ -161,15 +166,17 @@ def load_reference(directory: str | Path) -> Any:
     return module
 
 
-def reference_settings(name: str, initial: np.ndarray, seed: int) -> dict[str, Any]:
-    """Constructor settings of reference ``name`` matched to our paired preset on these initial codes."""
+def reference_settings(name: str, initial: np.ndarray, seed: int, budget: int) -> dict[str, Any]:
+    """Constructor settings of reference ``name`` matched to our paired preset on these initial codes (a
+    schedule over the run's length, ``schedule_generations: null``, is ``ceil(budget / population)``)."""
     population = initial.shape[0]
     _, ours = ours_kwargs(PAIRS[name], population)
     if name == "SphereCMA":
         radius = ours.get("sphere_norm") or ours["sphere_norm_factor"] * float(np.linalg.norm(initial, axis=1).mean())
         return {"population_size": population, "select_size": int(ours.get("mu") or population // 2),
                 "lr": float(ours["lr"]), "sphere_norm": float(radius),
-                "lr_schedule": {"n_gen": int(ours["schedule_generations"]), "mode": str(ours["schedule"]),
+                "lr_schedule": {"n_gen": int(ours["schedule_generations"] or -(-budget // population)),
+                                "mode": str(ours["schedule"]),
                                 "lim": [float(ours["step_start_deg"]), float(ours["step_end_deg"])]},
                 "first_generation": "our initial codes rescaled to the sphere"}
     if name == "CholeskyCMAES":
@@ -185,9 +192,9 @@ def reference_settings(name: str, initial: np.ndarray, seed: int) -> dict[str, A
 class Reference:
     """A reference class driven as ``new_codes = opt.step_simple(scores, codes)`` (maximising)."""
 
-    def __init__(self, module: Any, name: str, initial: np.ndarray, seed: int) -> None:
+    def __init__(self, module: Any, name: str, initial: np.ndarray, seed: int, budget: int) -> None:
         np.random.seed(seed)  # the reference's Sphere and Cholesky classes draw from numpy's global stream
-        s = reference_settings(name, initial, seed)
+        s = reference_settings(name, initial, seed, budget)
         self.settings = s
         dim = initial.shape[1]
         cls = getattr(module, REFERENCE_CLASSES[name])
@@ -542,8 +549,8 @@ def execute(args: argparse.Namespace) -> int:
                     if job % count != index:
                         continue
                     driver: Ours | Reference = (
-                        Reference(module, name[len(REF_PREFIX):], initial, seed) if name.startswith(REF_PREFIX)
-                        else Ours(name, initial, seed))
+                        Reference(module, name[len(REF_PREFIX):], initial, seed, args.budget)
+                        if name.startswith(REF_PREFIX) else Ours(name, initial, seed, args.budget))
                     used.setdefault(name, driver.settings)
                     result = run(driver, unit, noise, seed, args.budget)
                     trajectories.append({"optimizer": name, "area": unit.area, "channel": unit.channel,

@@ -187,6 +187,12 @@ class Optimizer(ABC):
         """
         return {"class": type(self).__name__, "dim": self.dim, "nan_policy": self.nan_policy}
 
+    def plan_generations(self, generations: int) -> None:
+        """A hint before the first ask: the run means to ask about ``generations`` generations
+        (``experiment.generations``, or ``experiment.budget`` / population size). Ignored by default;
+        an optimizer whose schedule follows the run's length (SphereCMA with ``schedule_generations:
+        null``) takes it. Not called on resume: such an optimizer keeps the length in its state."""
+
     def attach_white_box(self, white_box: WhiteBox) -> None:
         """Give a white-box optimizer its differentiable model of the loop (see the module docstring).
 

@@ -77,6 +77,9 @@ class Evolution(Experiment):
         for thread in self.threads:
             if thread.optimizer.needs_white_box:
                 thread.optimizer.attach_white_box(self._white_box(thread))
+            planned = planned_generations(thread.optimizer, self.generations, budget)
+            if planned is not None:
+                thread.optimizer.plan_generations(planned)
 
     @property
     def on_generation(self) -> Callable[[GenerationResult], None] | None:
@@ -211,6 +214,15 @@ class Evolution(Experiment):
 
 MAX_GENERATIONS = 10**6
 MAX_BUDGET = 10**9
+
+
+def planned_generations(optimizer: Any, generations: int, budget: int | None) -> int | None:
+    """Generations a run means to ask of ``optimizer``: ``generations``, or ``ceil(budget / λ)`` with a
+    budget (None when the optimizer has no fixed ``population_size``)."""
+    if budget is None:
+        return generations
+    size = getattr(optimizer, "population_size", None)
+    return -(-int(budget) // int(size)) if isinstance(size, int) and size > 0 else None
 
 
 def evolution_from_config(config: dict[str, Any], assembly: Any, *, kind: type[Evolution] = Evolution) -> Evolution:

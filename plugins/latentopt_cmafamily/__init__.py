@@ -3,7 +3,8 @@
 A first-party plugin shaped exactly like a third-party one: it registers its optimizers and its
 Hydra config folder through latentopt's pluggy hooks (entry point group ``latentopt``).
 
-Optimizers: ``sep_cma`` (the suite's default CMA), ``cholesky_cma``, ``sphere_cma``, ``hessian_cma``,
+Optimizers: ``sphere_cma`` (latentopt's default optimizer and the suite's reference CMA), ``sep_cma`` (our
+diagonal CMA-ES), ``cholesky_cma``, ``hessian_cma``,
 ``nevergrad``, and ``gradient_ascent`` (the white-box reference for simulated neurons; also callable
 directly as :func:`gradient_ascent`).
 """
@@ -29,7 +30,8 @@ OPTIMIZERS: dict[str, type] = {
     "nevergrad": NevergradOptimizer,
     "gradient_ascent": GradientAscentOptimizer,
 }
-DEFAULT_CMA = "sep_cma"
+DEFAULT_CMA = "sphere_cma"
+"""The default run's optimizer and the suite's reference CMA (issue 14: the side-by-side winner)."""
 
 __all__ = [
     "DEFAULT_CMA",

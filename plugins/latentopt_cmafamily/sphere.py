@@ -40,11 +40,12 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import ConfigError, finite_number, parent_count
+from latentopt.checks import ConfigError, finite_number, integer, parent_count
 from latentopt_cmafamily._base import FamilyOptimizer, as_array, check_flag, ranked_parents
 
 SCHEDULES = ("exp", "inv")
 FIRST_GENERATIONS = ("samples", "initial")
+DEFAULT_SCHEDULE_GENERATIONS = 75
 SHOWN_ANGLE = 1e-5
 """Radians: a told code this close to the centre (or the shown average) is that shown code, not a sample
 (float32 codes are within ~1e-7 of it; samples lie degrees away)."""
@@ -94,7 +95,9 @@ class SphereCMA(FamilyOptimizer):
             norms near 300 from N(0, 1) starts of norm 64).
         lr: spherical interpolation rate of the centre toward the projected mean (1.5).
         step_start_deg, step_end_deg: angular step at the first and last scheduled generation.
-        schedule_generations: generations over which the step decays (75).
+        schedule_generations: generations over which the step decays (75); None: the run's planned
+            generations (:meth:`plan_generations`: ``experiment.generations``, or the budget / λ), 75 if
+            never told.
         schedule: ``"exp"`` (default, best in the paper) or ``"inv"``.
         show_centre: show the centre as the first code of every generation (see the module docstring).
         average_generations: with ``show_centre``, also show the average of the last K centres as the
@@ -115,7 +118,7 @@ class SphereCMA(FamilyOptimizer):
         lr: float = 1.5,
         step_start_deg: float = 50.0,
         step_end_deg: float = 7.33,
-        schedule_generations: int = 75,
+        schedule_generations: int | None = 75,
         schedule: str = "exp",
         show_centre: bool = False,
         average_generations: int = 0,
@@ -132,6 +135,9 @@ class SphereCMA(FamilyOptimizer):
         if sphere_norm is None:
             norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
             sphere_norm = float(sphere_norm_factor * norms.mean())
+        self.schedule_from_run = schedule_generations is None
+        schedule_generations = DEFAULT_SCHEDULE_GENERATIONS if schedule_generations is None else integer(
+            schedule_generations, "optimizer.schedule_generations", minimum=1)
         if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
             raise ConfigError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
         self.mu = int(parent_count(mu, self.population_size) or self.population_size // 2)
@@ -139,8 +145,7 @@ class SphereCMA(FamilyOptimizer):
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
-        if isinstance(average_generations, bool) or not isinstance(average_generations, int) or average_generations < 0:
-            raise ConfigError(f"optimizer.average_generations must be an integer >= 0, got {average_generations!r}")
+        integer(average_generations, "optimizer.average_generations", minimum=0)
         if average_generations and not show_centre:
             raise ConfigError("optimizer.average_generations needs optimizer.show_centre=true (the average is shown "
                               "beside the centre)")
@@ -168,6 +173,11 @@ class SphereCMA(FamilyOptimizer):
         """Settings for :func:`latentopt.testing.check_optimizer`: its quadratic neuron's optimum has
         norm ≈ sqrt(16) = 4, not 300."""
         return {"kwargs": {"sphere_norm": 4.0, "step_start_deg": 40.0, "step_end_deg": 5.0, "schedule_generations": 30}}
+
+    def plan_generations(self, generations: int) -> None:
+        """With ``schedule_generations=None``, the step decays over the run's ``generations``."""
+        if self.schedule_from_run and self.updates == 0 and generations >= 1:
+            self.schedule_generations = int(generations)
 
     @property
     def step_deg(self) -> float:
@@ -233,10 +243,12 @@ class SphereCMA(FamilyOptimizer):
 
     def _family_state(self) -> dict[str, Any]:
         return {"centre": self.centre.copy(), "updates": self.updates, "recent": self.recent.copy(),
-                "initial": self.initial.copy()}
+                "initial": self.initial.copy(), "schedule_generations": self.schedule_generations}
 
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.centre, self.updates = as_array(state["centre"]), int(state["updates"])
+        if "schedule_generations" in state:
+            self.schedule_generations = int(state["schedule_generations"])
         initial = state.get("initial")
         self.initial = np.zeros((0, self.dim)) if initial is None else as_array(initial).reshape(-1, self.dim)
         recent = as_array(state["recent"]) if "recent" in state else np.zeros((0, self.dim))
@@ -254,6 +266,7 @@ class SphereCMA(FamilyOptimizer):
             "step_start_deg": self.step_start_deg,
             "step_end_deg": self.step_end_deg,
             "schedule_generations": self.schedule_generations,
+            "schedule_from_run": self.schedule_from_run,
             "show_centre": self.show_centre,
             "average_generations": self.average_generations,
             "first_generation": self.first_generation,

@@ -114,3 +114,22 @@ def test_threads_merge_over_top_level_groups_or_replace_them() -> None:
 def test_bad_thread_configs_are_one_line_errors(threads: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         thread_specs(compose_cfg(f"experiment.threads={threads}"))
+
+
+def test_the_run_tells_a_run_length_schedule_its_planned_generations() -> None:
+    """SphereCMA's default schedule_generations: null decays over the run: experiment.generations, or the
+    budget / λ; a number stays as configured; the GA ignores the hint."""
+    from latentopt.experiments.evolve import planned_generations
+
+    by_generations = build_evolution(compose_cfg("optimizer=sphere_cma", "optimizer.population_size=6",
+                                                 "experiment.generations=7"))
+    assert by_generations.threads[0].optimizer.schedule_generations == 7
+    by_budget = build_evolution(compose_cfg("optimizer=sphere_cma", "optimizer.population_size=6",
+                                            "experiment.budget=100"))
+    assert by_budget.threads[0].optimizer.schedule_generations == 17  # ceil(100 / 6)
+    fixed = build_evolution(compose_cfg("optimizer=sphere_cma", "optimizer.population_size=6",
+                                        "optimizer.schedule_generations=75", "experiment.generations=7"))
+    assert fixed.threads[0].optimizer.schedule_generations == 75
+    optimizer = by_generations.threads[0].optimizer
+    assert optimizer.provenance()["schedule_generations"] == 7 and optimizer.provenance()["schedule_from_run"]
+    assert planned_generations(object(), 5, None) == 5 and planned_generations(object(), 5, 100) is None

@@ -154,3 +154,26 @@ def test_show_centre_in_the_cma_es_shows_the_mean_scored_but_not_recombined(name
     assert shown.provenance()["show_centre"] is True
     plain = OPTIMIZERS[name](initial, seed=4, init_mean="codes", sigma0=0.5).ask()
     np.testing.assert_allclose(plain[1:], codes[1:], rtol=1e-6)  # the same samples besides the mean
+
+
+def test_schedule_over_the_run_takes_the_planned_generations_once_and_keeps_them_in_the_state() -> None:
+    initial = np.random.default_rng(9).standard_normal((8, 16)).astype(np.float32)
+    optimizer = SphereCMA(initial, schedule_generations=None, sphere_norm=3.0)
+    assert optimizer.schedule_generations == 75  # never told: the paper's length
+    optimizer.plan_generations(12)
+    assert optimizer.schedule_generations == 12
+    for _ in range(11):
+        optimizer.tell(optimizer.ask(), np.arange(8.0))
+    assert optimizer.step_deg == pytest.approx(7.33)  # the end angle at the 12th generation
+    optimizer.plan_generations(99)  # too late: the run has started
+    assert optimizer.schedule_generations == 12
+    resumed = SphereCMA(initial, schedule_generations=None, sphere_norm=3.0)
+    resumed.load_state_dict(optimizer.state_dict())
+    assert resumed.schedule_generations == 12 and resumed.step_deg == pytest.approx(7.33)
+    fixed = SphereCMA(initial, schedule_generations=20)
+    fixed.plan_generations(12)
+    assert fixed.schedule_generations == 20
+    from latentopt.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.schedule_generations"):
+        SphereCMA(initial, schedule_generations=2.5)  # type: ignore[arg-type]
