@@ -25,8 +25,18 @@ Outputs in ``--out``:
   units x seeds, ours / reference ratios per algorithm (overall and per area), evaluations to pass the
   best natural image, settings and versions.
 
+* ``settings.json``: what ``--merge`` needs to rebuild the table.
+
+Our optimizers that are not a reference algorithm's pair (``PAIRS``) are compared with the reference
+SphereCMA. ``--ours`` takes presets with overrides for ablations, ``"bench_sphere_cma[show_centre=false]"``.
+One process per core: ``--shard 0/2`` and ``--shard 1/2`` split the jobs, ``--merge`` joins their folders
+(normalised over all runs).
+
     python benchmarks/sidebyside.py --reference-dir ~/src/ActMax-Optimizer-Dev --out results/sbs
     python benchmarks/sidebyside.py --smoke --ours bench_sphere_cma --out /tmp/sbs
+    python benchmarks/sidebyside.py --reference-dir D --shard 0/2 --out results/a &
+    python benchmarks/sidebyside.py --reference-dir D --shard 1/2 --out results/b; wait
+    python benchmarks/sidebyside.py --merge results/a results/b --out results/sbs
 """
 
 from __future__ import annotations
