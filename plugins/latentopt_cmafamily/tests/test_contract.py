@@ -153,3 +153,20 @@ def test_latentopt_contract_checks_pass(name: str) -> None:
     from latentopt.testing import check_optimizer, contract_kwargs
 
     check_optimizer(OPTIMIZERS[name], **contract_kwargs(OPTIMIZERS[name]))
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("sphere_cma", {"show_centre": True, "average_generations": 3, "first_generation": "initial"}),
+        ("cholesky_cma", {"show_centre": True}),
+        ("sep_cma", {"show_centre": True}),
+    ],
+)
+def test_the_contract_holds_with_the_shown_centre_and_its_average(name: str, extra: dict) -> None:
+    """Issue 14's defaults (centre and average shown, initial codes first) keep seeding, NaN policies,
+    exact state round trips and improvement."""
+    from latentopt.testing import check_optimizer, contract_kwargs
+
+    settings = contract_kwargs(OPTIMIZERS[name])
+    check_optimizer(OPTIMIZERS[name], **{**settings, "kwargs": {**settings.get("kwargs", {}), **extra}})
