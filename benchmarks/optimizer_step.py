@@ -177,7 +177,7 @@ def report(rows: list[dict[str, Any]], versions: dict[str, str], args: argparse.
     default = next((r for r in rows if r.get("config") == DEFAULT_CMA and "error" not in r), None)
     if default is not None:
         ok = all(default[k] <= limit for k, limit in TARGET.items())
-        print(f"\ndefault CMA ({DEFAULT_CMA}) target {TARGET}: {'MET' if ok else 'NOT MET'}")
+        print(f"\ndefault optimizer ({DEFAULT_CMA}) target {TARGET}: {'MET' if ok else 'NOT MET'}")
     medians = {r["config"]: r["median_ms"] for r in rows if "error" not in r}
     if DEFAULT_CMA in medians and "cmaes" in medians:
         print(f"pycma full / {DEFAULT_CMA} median ratio (same run): {medians['cmaes'] / medians[DEFAULT_CMA]:.0f}x")

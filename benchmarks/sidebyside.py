@@ -346,6 +346,25 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
+def paired(rows: list[dict[str, Any]], ours: str, ref: str, where: Any) -> np.ndarray:
+    """``norm_activation`` of ``ours`` minus ``ref`` over the (area, channel, noise, seed) both ran."""
+    def by_run(who: str) -> dict[tuple[Any, ...], float]:
+        return {(r["area"], r["channel"], r["noise"], r["seed"]): r["norm_activation"] for r in rows
+                if r["optimizer"] == who and where(r)}
+    mine, theirs = by_run(ours), by_run(ref)
+    keys = sorted(set(mine) & set(theirs), key=str)
+    return np.asarray([mine[k] - theirs[k] for k in keys], dtype=np.float64)
+
+
+def wilcoxon_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of paired differences (NaN when all are zero or fewer than 2)."""
+    from scipy import stats
+
+    if differences.size < 2 or not np.any(differences):
+        return float("nan")
+    return float(stats.wilcoxon(differences).pvalue)
+
+
 def _cell(values: Sequence[float]) -> str:
     mean, low, high = interval(values)
     if np.isnan(mean):
@@ -388,6 +407,21 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
                     for who in (ours, ref)]
             cells.append(f"{np.median(hits[0]) / np.median(hits[1]):.3f}" if all(hits) else "")
             lines.append(f"| {ours} | {ref} | " + " | ".join(cells) + " |")
+        lines += ["", "## Paired differences ours − reference", "",
+                  "Normalised activation of the same unit, noise level and seed (matched runs): mean difference "
+                  "with its 95 % t interval, runs ours won, and scipy's Wilcoxon signed-rank p.", "",
+                  "| ours | reference | column | matched runs | mean difference [95 %] | ours won | Wilcoxon p |",
+                  "|---|---|---|---|---|---|---|"]
+        for ours, ref in pairs:
+            for label, where in (("all", lambda r: True), *((a, lambda r, a=a: r["area"] == a) for a in areas),
+                                 *((f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in noises)):
+                diff = paired(rows, ours, ref, where)
+                if diff.size == 0:
+                    continue
+                mean, low, high = interval(diff.tolist())
+                p = wilcoxon_p(diff)
+                lines.append(f"| {ours} | {ref} | {label} | {diff.size} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] | "
+                             f"{int((diff > 0).sum())}/{diff.size} | {p:.3f} |")
     lines += ["", "## Normalised best ever (best noise-free score of any shown code / best of any run on the unit)",
               "", "| optimizer | all | " + " | ".join(f"noise {n:g}" for n in noises) + " |",
               "|" + "---|" * (2 + len(noises))]

@@ -261,3 +261,22 @@ def test_shards_merged_give_the_runs_of_one_unsharded_run(tmp_path: Path, capsys
     assert "\n" not in err and "nothing" in err
     assert sidebyside.main([*base, "--shard", "2/2", "--out", str(tmp_path / "d")]) == 2
     assert "--shard" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_paired_differences_are_matched_runs_with_scipys_interval_and_wilcoxon() -> None:
+    from scipy import stats
+
+    ours = [0.9, 0.8, 0.95, 0.7, 0.85, 0.6]
+    ref = [0.85, 0.82, 0.9, 0.65, 0.8, 0.62]
+    rows = [{"optimizer": who, "area": "V1", "channel": 0, "noise": 0.0, "seed": seed, "norm_activation": value,
+             "norm_best_ever": value, "evals_to_natural": None, "evaluations": 100}
+            for who, values in (("bench_sphere_cma", ours), ("ref:SphereCMA", ref))
+            for seed, value in enumerate(values)]
+    rows.append({**rows[0], "seed": 99})  # a run without a partner is left out of the pairs
+    diff = sidebyside.paired(rows, "bench_sphere_cma", "ref:SphereCMA", lambda r: True)
+    np.testing.assert_allclose(diff, np.subtract(ours, ref))
+    assert sidebyside.wilcoxon_p(diff) == pytest.approx(stats.wilcoxon(ours, ref).pvalue)
+    text = sidebyside.table(rows, {}, {})
+    line = next(x for x in text.splitlines() if x.startswith("| bench_sphere_cma | ref:SphereCMA | all | 6 |"))
+    low, high = stats.t.interval(0.95, 5, loc=diff.mean(), scale=stats.sem(diff))
+    assert f"{diff.mean():+.3f} [{low:+.3f}, {high:+.3f}]" in line and "| 4/6 |" in line
