@@ -235,7 +235,8 @@ class SphereCMA(FamilyOptimizer):
     def _samples_only(self, codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The told rows other than the shown centre and average (recognised by direction, so injected or
         dropped rows do not matter); all rows if nothing else would be left."""
-        shown = [self.centre] + ([] if self.average_centre is None else [self.average_centre])
+        average = self.average_centre
+        shown = [self.centre] + ([] if average is None else [average])
         norms = np.maximum(np.linalg.norm(codes, axis=1), 1e-300)
         cosines = (codes / norms[:, None]) @ np.stack(shown).T
         keep = ~np.any(cosines > math.cos(SHOWN_ANGLE), axis=1)
