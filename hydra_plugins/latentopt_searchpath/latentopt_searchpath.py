@@ -14,7 +14,9 @@ class LatentoptSearchPathPlugin(SearchPathPlugin):
         except PluginError:
             # A name collision (or a plugin that fails to register): Hydra calls this during its own
             # start-up, where an exception is a traceback. The latentopt commands report the error in
-            # one line before Hydra starts; here the search path is left as it is.
+            # one line before Hydra starts; here only the first-party config folder that the primary
+            # config's defaults need (the default optimizer, sphere_cma) is added, so that it composes.
+            search_path.append(provider="latentopt_cmafamily", path="pkg://latentopt_cmafamily.conf")
             return
         for path, plugin in registry.searchpaths:
             search_path.append(provider=plugin, path=path)

@@ -24,7 +24,8 @@ def test_collision_through_python_m_latentopt_cli_help_is_one_line(tmp_path):
 
 def test_hydra_alone_composes_with_a_collision_installed(tmp_path):
     """Hydra runs latentopt's search-path plugin while it starts (here with no latentopt command in front
-    to report the collision first): the plugin leaves the search path as it is instead of raising."""
+    to report the collision first): instead of raising, the plugin adds only the config folder that the
+    primary config's defaults need."""
     script = ("from hydra import compose, initialize_config_module\n"
               "with initialize_config_module(config_module='latentopt.conf', version_base='1.3'):\n"
               "    print(compose(config_name='config', overrides=['generator=pixel']).generator.name)\n")

@@ -83,7 +83,8 @@ def test_timeout_stops_resumably_and_resume_matches_uninterrupted(tmp_path: Path
 # ---------------------------------------------------------------------------- kill -9 with the real CLI
 CLI_OVERRIDES = [
     "subject=rig_xdream", "subject.poll_s=0.02", "subject.settle_s=0.05", "subject.timeout_s=60",
-    "generator.image_size=32", "generator.max_frequency=2", "optimizer.population_size=8", "optimizer.sigma0=1.0",
+    "generator.image_size=32", "generator.max_frequency=2",
+    "optimizer=cmaes_diag", "optimizer.population_size=8", "optimizer.sigma0=1.0",
     "experiment.generations=4", "experiment.references=[camera]", "progress=false", "device=cpu",
 ]
 ENV = {**os.environ, "LATENTOPT_TCMALLOC": "0", "PYTHONUNBUFFERED": "1"}
