@@ -138,8 +138,9 @@ class SphereCMA(FamilyOptimizer):
         self.schedule_from_run = schedule_generations is None
         schedule_generations = DEFAULT_SCHEDULE_GENERATIONS if schedule_generations is None else integer(
             schedule_generations, "optimizer.schedule_generations", minimum=1)
-        if sphere_norm <= 0 or step_start_deg <= 0 or step_end_deg <= 0 or schedule_generations < 1:
-            raise ConfigError("SphereCMA: sphere_norm, step angles and schedule_generations must be > 0")
+        if sphere_norm <= 0:  # the keys are checked above; here initial codes of norm 0 with no sphere_norm
+            raise ConfigError("optimizer.sphere_norm: the initial codes have norm 0, so "
+                              "sphere_norm_factor x their norm is 0; give optimizer.sphere_norm")
         self.mu = int(parent_count(mu, self.population_size) or self.population_size // 2)
         self.sphere_norm, self.lr, self.schedule = float(sphere_norm), float(lr), schedule
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)

@@ -177,3 +177,17 @@ def test_schedule_over_the_run_takes_the_planned_generations_once_and_keeps_them
 
     with pytest.raises(ConfigError, match=r"optimizer\.schedule_generations"):
         SphereCMA(initial, schedule_generations=2.5)  # type: ignore[arg-type]
+
+
+def test_settings_that_leave_no_sphere_are_refused_naming_the_key() -> None:
+    from latentopt.checks import ConfigError
+
+    codes = np.random.default_rng(0).standard_normal((6, 5))
+    for kwargs, key in (({"sphere_norm": 0.0}, "sphere_norm"), ({"sphere_norm": None, "sphere_norm_factor": 0.0},
+                                                                  "sphere_norm_factor"),
+                        ({"step_start_deg": 0.0}, "step_start_deg"), ({"step_end_deg": -1.0}, "step_end_deg"),
+                        ({"schedule_generations": 0}, "schedule_generations")):
+        with pytest.raises(ConfigError, match=rf"optimizer\.{key} must be"):
+            SphereCMA(codes, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"optimizer\.sphere_norm: the initial codes have norm 0"):
+        SphereCMA(np.zeros((6, 5)), sphere_norm=None)
