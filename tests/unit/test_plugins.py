@@ -153,9 +153,10 @@ def test_builtins_register_through_the_hooks():
     assert component.distribution == BUILT_IN
 
 
-def test_search_path_plugin_leaves_the_path_alone_on_a_collision(monkeypatch):
+def test_search_path_plugin_adds_only_the_default_optimizers_configs_on_a_collision(monkeypatch):
     """Hydra calls the search-path plugin during its own start-up: a collision there is not a traceback
-    (the CLI reports it in one line before Hydra starts)."""
+    (the CLI reports it in one line before Hydra starts). Only the first-party folder that the primary
+    config's defaults need (the default optimizer, sphere_cma) is added."""
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
 
     from hydra_plugins.latentopt_searchpath.latentopt_searchpath import LatentoptSearchPathPlugin
@@ -167,7 +168,8 @@ def test_search_path_plugin_leaves_the_path_alone_on_a_collision(monkeypatch):
     search_path = ConfigSearchPathImpl()
     search_path.append("main", "pkg://latentopt.conf")
     LatentoptSearchPathPlugin().manipulate_search_path(search_path)
-    assert [(e.provider, e.path) for e in search_path.get_path()] == [("main", "pkg://latentopt.conf")]
+    assert [(e.provider, e.path) for e in search_path.get_path()] == [
+        ("main", "pkg://latentopt.conf"), ("latentopt_cmafamily", "pkg://latentopt_cmafamily.conf")]
 
 
 # ---------------------------------------------------------------------------- names and arguments
