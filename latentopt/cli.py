@@ -128,7 +128,7 @@ def _task(cfg: DictConfig) -> float:
 def _resolve_inherit(cfg: DictConfig, overrides: list[str]) -> None:
     """``experiment.inherit: auto``: the component groups this command line does not replace (``subject=...``)
     are inherited from the source run, with the keys it sets (``subject.noise.level=0.2``) changed on top."""
-    from latentopt.experiments.manifold import INHERITABLE
+    from latentopt.experiments.source_run import INHERITABLE
 
     if "experiment" not in cfg or cfg.experiment.get("inherit") != "auto":
         return

@@ -61,7 +61,8 @@ def _manifold_keys(block: BlockRecord) -> list[str]:
 def _read_manifold(source: RunSource) -> None:
     """A manifold: the design's grid images from ``design.npz`` (block ``index``), and the references."""
     from latentopt.checks import ConfigError
-    from latentopt.experiments.manifold import ManifoldDesign, _components
+    from latentopt.experiments.manifold import ManifoldDesign
+    from latentopt.experiments.source_run import inherited_components
 
     path = source.run.path
     tree = RunWriter(path).read_design()
@@ -71,7 +72,8 @@ def _read_manifold(source: RunSource) -> None:
         raise RecordError(f"{path}/design.npz is missing or damaged ({type(err).__name__}: {err})") from err
     exp = source.config["experiment"]
     try:  # the generator the manifold used: its own, or the one inherited from its source run
-        nodes, _ = _components(source.config, exp, None if exp.get("source") is None else Path(str(exp["source"])))
+        nodes, _ = inherited_components(source.config, exp,
+                                        None if exp.get("source") is None else Path(str(exp["source"])))
     except ConfigError as err:
         raise RecordError(f"{path}: its generator cannot be rebuilt: {err}") from err
     generator = source.assembly.generator(nodes["generator"], "generator")

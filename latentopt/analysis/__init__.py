@@ -2,6 +2,8 @@
 
 Manifold tuning (Wang & Ponce, Cell Reports 2022): :mod:`.sphere` builds the PCA spheres and grids,
 :mod:`.kent` fits a map with the Kent function, :mod:`.statistics` tests and bounds it (ANOVA, noise ceiling).
+Tuning along the generator's Hessian eigenvectors (Wang & Ponce, ICLR 2021): :mod:`.axis_tuning` tests, fits
+(Gaussian and linear) and classifies one curve (bell-shaped, monotonic, flat).
 Paired-generator alignment (Wang & Ponce, Nature Neuroscience 2026): :mod:`.alignment` tests and tabulates the
 sessions' threads (success, normalised trajectories, time constants, areas), :mod:`.alignment_dynamics` compares
 the generators per block and per time bin.
@@ -29,6 +31,7 @@ from latentopt.analysis.alignment_dynamics import (
     temporal_attribution,
     universal_normaliser,
 )
+from latentopt.analysis.axis_tuning import GaussianFit, LinearFit, analyze_axis, fit_gaussian, fit_linear
 from latentopt.analysis.kent import KentFit, fit_kent, kent_basis, kent_function
 from latentopt.analysis.sphere import (
     SphereBases,
@@ -49,10 +52,13 @@ from latentopt.analysis.statistics import (
 __all__ = [
     "AnovaResult",
     "Attribution",
+    "GaussianFit",
     "KentFit",
+    "LinearFit",
     "SphereBases",
     "SuccessResult",
     "ThreadSummary",
+    "analyze_axis",
     "anova_oneway",
     "area_table",
     "average_poles",
@@ -61,7 +67,9 @@ __all__ = [
     "clopper_pearson",
     "drop_short_last_block",
     "evoked_trials",
+    "fit_gaussian",
     "fit_kent",
+    "fit_linear",
     "grid_angles",
     "grid_directions",
     "kent_basis",

@@ -1,6 +1,6 @@
 """Built-in experiments: ``evolve`` (closed-loop evolution), ``manifold`` (tuning maps on spheres),
-``alignment`` (paired-generator sessions), ``natural`` (a natural-set session) and ``control`` (population
-control through a digital twin)."""
+``axis_tuning`` (tuning curves along the generator's Hessian eigenvectors), ``alignment`` (paired-generator
+sessions), ``natural`` (a natural-set session) and ``control`` (population control through a digital twin)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from latentopt.plugins import hookimpl
 @hookimpl
 def latentopt_register_experiments(register: Callable[[str, Callable[..., Any]], None]) -> None:
     from latentopt.experiments.alignment import alignment_from_config
+    from latentopt.experiments.axis_tuning import axis_tuning_from_config
     from latentopt.experiments.control import control_from_config, natural_from_config
     from latentopt.experiments.evolve import evolution_from_config
     from latentopt.experiments.manifold import manifold_from_config
 
     register("evolve", evolution_from_config)
     register("manifold", manifold_from_config)
+    register("axis_tuning", axis_tuning_from_config)
     register("alignment", alignment_from_config)
     register("natural", natural_from_config)
     register("control", control_from_config)

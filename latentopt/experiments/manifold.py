@@ -14,27 +14,20 @@ runs on a rig exactly as on a simulated subject. The design (codes, bases, order
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from latentopt.blocks import REFERENCE, fit_images, show_block
 from latentopt.checks import ConfigError, integer
-from latentopt.experiment import Experiment, GenerationResult, Recorder
-from latentopt.generator import Generator
-from latentopt.objective import Objective
-from latentopt.records import block_record
-from latentopt.subject import Subject
+from latentopt.experiments.fixed_design import THUMBNAIL as THUMBNAIL  # re-exported: both lived here
+from latentopt.experiments.fixed_design import FixedDesignExperiment, presentation_order
+from latentopt.experiments.source_run import INHERITABLE as INHERITABLE
+from latentopt.experiments.source_run import inherited_components, source_thread
 
 DEFAULT_SPHERES = ("PC1_PC2_PC3", "PC1_PC49_PC50", "PC1_RND1_RND2")
-THUMBNAIL = 48
-"""Side in pixels of the thumbnail of each grid image kept in the records (for the montage)."""
-INHERITABLE = ("generator", "subject", "objective")
 
 
 @dataclass
@@ -141,99 +134,33 @@ def build_design(bases: Mapping[str, np.ndarray], radius: float, *, grid: int, s
                 grid_index[s, i, j] = len(codes)
                 codes.append(points[i, j])
                 ids.append(f"{name}_pole_p{j:02d}" if poles[j] else f"{name}_t{i:02d}_p{j:02d}")
-    rng = np.random.default_rng([int(seed), 2])  # the presentation order's own stream
-    order = np.concatenate([np.stack([rng.permutation(len(codes)), np.full(len(codes), r)], axis=1)
-                            for r in range(repeats)])
+    order = presentation_order(len(codes), repeats, seed)
     bins = np.zeros(0) if time_bins_ms is None else np.asarray(time_bins_ms, dtype=np.float64)
     return ManifoldDesign(names, np.stack([bases[n] for n in names]), float(radius), thetas, phis, grid_index,
                           np.stack(codes).astype(np.float32), ids, order.astype(np.int64), int(block_size), bins)
 
 
-class Manifold(Experiment):
+class Manifold(FixedDesignExperiment):
     """Show a :class:`ManifoldDesign` to a subject in blocks (with natural references) and record it.
 
-    Args:
-        design: the grid images and their order.
-        generator: turns the design's codes into images.
-        subject: who responds.
-        objective: scores each response (recorded beside the responses; the default analysis fits it).
-        seed: seed of the subject's noise streams.
-        references: ``(ids, images)`` natural images shown in every ``reference_every``-th block and the last.
-        reference_every: period of the references in blocks.
-        recorder: receives every block.
-        source: what the design came from (recorded in provenance).
+    The arguments are :class:`~latentopt.experiments.fixed_design.FixedDesignExperiment`'s; the default
+    analysis fits the ``objective``'s scores.
     """
 
     name = "manifold"
-
-    def __init__(self, design: ManifoldDesign, generator: Generator, subject: Subject, objective: Objective, *,
-                 seed: int = 0, references: tuple[list[str], torch.Tensor] | None = None, reference_every: int = 1,
-                 recorder: Recorder | None = None, source: Mapping[str, Any] | None = None) -> None:
-        if design.codes.shape[1] != generator.latent_dim:
-            raise ConfigError(f"experiment.source: its codes have {design.codes.shape[1]} dimensions but the "
-                              f"generator takes {generator.latent_dim}; use the source run's generator")
-        self.design_ = design
-        self.generator = generator
-        self.subject = subject
-        self.objective = objective
-        self.seed = int(seed)
-        self.references = references or ([], torch.zeros(0, 3, 1, 1))
-        self.reference_every = int(reference_every)
-        self.recorder = recorder
-        self.source = dict(source or {})
-        self.component_provenance: dict[str, Any] = {}
-
-    def total_blocks(self) -> int:
-        return self.design_.blocks
-
-    def finished(self, block: int) -> bool:
-        return block >= self.design_.blocks
-
-    def design(self) -> dict[str, Any]:
-        return self.design_.to_tree()
-
-    def step(self, block: int) -> GenerationResult:
-        """Show block ``block`` of the design and record it."""
-        t0 = time.perf_counter()
-        chunk = self.design_.order[block * self.design_.block_size:(block + 1) * self.design_.block_size]
-        index, repeat = chunk[:, 0], chunk[:, 1]
-        ids = [f"{self.design_.image_ids[u]}_r{r}" for u, r in zip(index.tolist(), repeat.tolist(), strict=True)]
-        images = self.generator.generate(self.design_.codes[index])
-        t_gen = time.perf_counter()
-        ref_ids, ref_images = self.references
-        due = block % self.reference_every == 0 or block == self.design_.blocks - 1
-        shown = show_block(self.subject, block, [(ids, images)], size=self.generator.image_size, seed=self.seed,
-                           references=(ref_ids, ref_images) if ref_ids and due else None)
-        bins = self.subject.time_bins_ms
-        scores = np.asarray(self.objective.score(shown.responses, time_bins_ms=bins), dtype=np.float64)
-        first = np.flatnonzero(repeat == 0)
-        thumbnails = fit_images(shown.images[first], (THUMBNAIL, THUMBNAIL))
-        design = {"index": index, "repeat": repeat, "scores": scores[shown.owner == 0],
-                  "thumbnail_index": index[first],
-                  "thumbnails": (np.clip(thumbnails.permute(0, 2, 3, 1).numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)}
-        timings = {"generator_s": t_gen - t0, "subject_s": shown.subject_s}
-        if self.recorder is not None:
-            self.recorder.write_generation(block, block_record(shown, experiment=self.name, timings=timings,
-                                                               design=design, time_bins_ms=self.subject.time_bins_ms))
-        timings["total_s"] = time.perf_counter() - t0
-        return GenerationResult(block, shown.image_ids, shown.owner, shown.responses,
-                                {"grid": scores[shown.owner == 0]}, {"grid": scores[shown.owner == REFERENCE]},
-                                timings)
+    part = "grid"
+    design_: ManifoldDesign
 
     def provenance(self) -> dict[str, Any]:
-        names = self.component_provenance
-
-        def described(component: Any, key: str) -> dict[str, Any]:
-            return {**component.provenance(), **names.get(key, {})}
-
         d = self.design_
         return {
-            "experiment": {"name": self.name, **names.get("experiment", {}), "source": self.source,
-                           "spheres": d.names, "radius": d.radius, "grid": [len(d.thetas_deg), len(d.phis_deg)],
-                           "images": len(d.image_ids), "presentations": len(d.order), "blocks": d.blocks},
-            "generator": described(self.generator, "generator"),
-            "subject": described(self.subject, "subject"),
-            "objective": described(self.objective, "objective"),
+            "experiment": {"name": self.name, **self.component_provenance.get("experiment", {}),
+                           "source": self.source, "spheres": d.names, "radius": d.radius,
+                           "grid": [len(d.thetas_deg), len(d.phis_deg)], "images": len(d.image_ids),
+                           "presentations": len(d.order), "blocks": d.blocks},
+            "generator": self.described(self.generator, "generator"),
+            "subject": self.described(self.subject, "subject"),
+            "objective": self.described(self.objective, "objective"),
         }
 
     def report(self, run_dir: Path) -> dict[str, Any]:
@@ -241,36 +168,16 @@ class Manifold(Experiment):
 
         return write_manifold_report(run_dir)
 
-    def components(self) -> list[Any]:
-        return [self.generator, self.subject]
-
 
 def _source_codes(exp: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any], Path | None]:
     """``(all codes (n, d), last generation's codes (m, d), source description, source run or None)``."""
-    from latentopt.records import RecordError
-    from latentopt.run_record import load_run
-
     source, codes_file = exp.get("source"), exp.get("codes")
     if (source is None) == (codes_file is None):
         raise ConfigError("experiment.source (a run folder) or experiment.codes (an .npz of codes): give one")
     if source is not None:
-        thread = str(exp.get("thread") or "main")
-        try:
-            record = load_run(source)
-            threads = record.threads
-        except RecordError as err:
-            raise ConfigError(f"experiment.source: {err}") from err
-        if not threads:
-            raise ConfigError(f"experiment.source: {source} holds no evolution (experiment {record.experiment!r}); "
-                              "give the run folder of an evolution")
-        if thread not in threads:
-            raise ConfigError(f"experiment.thread: {source} has no thread {thread!r} (it has {', '.join(threads)})")
-        codes = threads[thread].codes
-        if codes.shape[0] == 0:
-            raise ConfigError(f"experiment.source: {source} holds no generation yet")
-        return (codes.reshape(-1, codes.shape[-1]), codes[-1],
-                {"run": str(Path(source).absolute()), "thread": thread, "generations": int(codes.shape[0])},
-                Path(source))
+        thread, description = source_thread(source, str(exp.get("thread") or "main"))
+        codes = thread.codes
+        return codes.reshape(-1, codes.shape[-1]), codes[-1], description, Path(source)
     return (*_codes_file(Path(str(codes_file))), None)
 
 
@@ -296,33 +203,6 @@ def _codes_file(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     return codes, codes if last is None else last, {"codes": str(path.absolute())}
 
 
-def _components(config: Mapping[str, Any], exp: Mapping[str, Any],
-                source_run: Path | None) -> tuple[dict[str, Any], list[str]]:
-    """The generator, subject and objective nodes (the source run's for the groups in ``experiment.inherit``),
-    and the groups inherited."""
-    from latentopt.assembly import merge
-    from latentopt.records import RecordError
-    from latentopt.run_record import recorded_config
-
-    inherit = exp.get("inherit", "auto")
-    inherit = list(INHERITABLE) if inherit == "auto" else inherit
-    if not isinstance(inherit, (list, tuple)) or not set(map(str, inherit)) <= set(INHERITABLE):
-        raise ConfigError(f"experiment.inherit must list groups of {', '.join(INHERITABLE)}, got {inherit!r}")
-    nodes = {group: config.get(group) for group in INHERITABLE}
-    if source_run is not None and inherit:
-        try:
-            recorded = recorded_config(source_run, device=str(config.get("device", "auto")))
-        except RecordError as err:
-            raise ConfigError(f"experiment.source: {err}") from err
-        changes = exp.get("inherit_overrides") or {}
-        if not isinstance(changes, Mapping) or not set(changes) <= set(inherit):
-            raise ConfigError("experiment.inherit_overrides must map inherited groups to the keys that change, "
-                              f"got {changes!r}")
-        for group in map(str, inherit):
-            nodes[group] = merge(recorded.get(group), changes.get(group) or {})
-    return nodes, sorted(map(str, inherit)) if source_run is not None else []
-
-
 def manifold_from_config(config: dict[str, Any], assembly: Any) -> Manifold:
     """The ``manifold`` experiment of a plain config; see ``conf/experiment/manifold.yaml`` for its keys."""
     exp = config["experiment"]
@@ -339,7 +219,7 @@ def manifold_from_config(config: dict[str, Any], assembly: Any) -> Manifold:
     if isinstance(spheres, str) or not all(isinstance(s, str) for s in spheres) or len(set(spheres)) != len(spheres):
         raise ConfigError(f"experiment.spheres must be a list of different sphere names, got {spheres!r}")
     codes, last, source, source_run = _source_codes(exp)
-    nodes, inherited = _components(config, exp, source_run)
+    nodes, inherited = inherited_components(config, exp, source_run)
     bases, radius = sphere_bases(list(spheres), codes, last, n_components=n_components, seed=assembly.seed)
     subject = assembly.subject(nodes["subject"])
     generator = assembly.generator(nodes["generator"])

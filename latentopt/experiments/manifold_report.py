@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.experiments.manifold import THUMBNAIL, ManifoldDesign
+from latentopt.experiments.fixed_design import THUMBNAIL, nanmean, read_design_blocks, trial_values
+from latentopt.experiments.manifold import ManifoldDesign
 from latentopt.records import RecordError, RunWriter
 from latentopt.run_record import load_run
 
@@ -67,25 +68,17 @@ class ManifoldRecord:
     @property
     def responses(self) -> np.ndarray:
         """``(spheres, nθ, nφ, channels[, time_bins])`` the mean over the shown repeats (NaN if none)."""
-        return self.on_grid(_nanmean(self.trials, axis=1))
+        return self.on_grid(nanmean(self.trials, axis=1))
 
     @property
     def scores(self) -> np.ndarray:
         """``(spheres, nθ, nφ)`` the mean objective score over the shown repeats."""
-        return self.on_grid(_nanmean(self.trial_scores, axis=1))
+        return self.on_grid(nanmean(self.trial_scores, axis=1))
 
     def sphere_trials(self, values: np.ndarray, sphere: int) -> np.ndarray:
         """``values`` ``(images, repeats)`` restricted to the unique images of one sphere (a pole once)."""
         unique = np.unique(self.design.grid_index[sphere])
         return np.asarray(values)[unique]
-
-
-def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
-    finite = np.isfinite(values)
-    total = np.where(finite, values, 0.0).sum(axis=axis)
-    count = finite.sum(axis=axis)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def load_manifold(path: Path | str) -> ManifoldRecord:
@@ -103,38 +96,11 @@ def load_manifold(path: Path | str) -> ManifoldRecord:
     except (KeyError, TypeError, ValueError) as err:
         raise RecordError(f"{run.path}/design.npz is damaged: {' '.join(str(err).split())}") from err
     images, repeats = len(design.image_ids), int(design.order[:, 1].max()) + 1
-    trials: np.ndarray | None = None
-    scores = np.full((images, repeats), np.nan)
-    thumbnails = np.full((images, THUMBNAIL, THUMBNAIL, 3), 255, dtype=np.uint8)
-    reference_ids: list[str] = []
-    references = []
-    for g in range(run.generations):
-        block = run.block(g)
-        try:
-            index, repeat = np.asarray(block.design["index"]), np.asarray(block.design["repeat"])
-            mine = block.owner == 0
-            if trials is None:
-                trials = np.full((images, repeats, *block.responses.shape[1:]), np.nan)
-            trials[index, repeat] = block.responses[mine]
-            scores[index, repeat] = block.design["scores"]
-            thumbnails[np.asarray(block.design["thumbnail_index"])] = block.design["thumbnails"]
-        except (KeyError, IndexError, ValueError) as err:
-            raise RecordError(f"{run.path}/generations/gen_{g:05d}.npz is damaged or not a manifold block: "
-                              f"{' '.join(str(err).split())}") from err
-        if not len(design.time_bins_ms) and block.time_bins_ms is not None:  # a rig learns its bins from its files
-            design.time_bins_ms = block.time_bins_ms
-        refs = block.owner == -1
-        if refs.any() and not reference_ids:
-            reference_ids = [str(i) for i in block.image_ids[refs]]
-        references.append(block.responses[refs])
-    if trials is None:
-        trials = np.full((images, repeats, 0), np.nan)
-    trailing = trials.shape[2:]
-    reference_responses = np.full((run.generations, len(reference_ids), *trailing), np.nan)
-    for g, values in enumerate(references):
-        if len(values) == len(reference_ids) and len(values):
-            reference_responses[g] = values
-    return ManifoldRecord(run.path, design, trials, scores, thumbnails, reference_ids, reference_responses)
+    read = read_design_blocks(run, images, repeats, experiment="manifold")
+    if not len(design.time_bins_ms) and read.time_bins_ms is not None:  # a rig learns its bins from its files
+        design.time_bins_ms = read.time_bins_ms
+    return ManifoldRecord(run.path, design, read.trials, read.trial_scores, read.thumbnails, read.reference_ids,
+                          read.reference_responses)
 
 
 def channel_values(record: ManifoldRecord, channel: int | None) -> np.ndarray:
@@ -143,19 +109,7 @@ def channel_values(record: ManifoldRecord, channel: int | None) -> np.ndarray:
     Raises:
         RecordError: ``channel`` is not one of the recorded channels.
     """
-    if channel is None:
-        return record.trial_scores
-    if record.trials.ndim < 3 or not 0 <= channel < record.trials.shape[2]:
-        channels = record.trials.shape[2] if record.trials.ndim >= 3 else 0
-        raise RecordError(f"channel {channel}: the run recorded {channels} channel(s)")
-    values = record.trials[:, :, channel]
-    if values.ndim == 3:  # time-binned: the evoked response (Wang & Ponce: 50-200 ms minus 0-45 ms)
-        from latentopt.objective import evoked_response
-
-        bins = record.design.time_bins_ms
-        flat = values.reshape(-1, 1, values.shape[-1])
-        values = (evoked_response(flat, bins) if len(bins) else flat.mean(2)).reshape(values.shape[:2])
-    return values
+    return trial_values(record.trials, record.trial_scores, record.design.time_bins_ms, channel)
 
 
 def analyze_manifold(record: ManifoldRecord, *, channel: int | None = None, baseline: bool = True) -> dict[str, Any]:
@@ -163,7 +117,7 @@ def analyze_manifold(record: ManifoldRecord, *, channel: int | None = None, base
     from latentopt.analysis.tuning import analyze_sphere
 
     values = channel_values(record, channel)
-    mean = _nanmean(values, axis=1)
+    mean = nanmean(values, axis=1)
     spheres = []
     for s, name in enumerate(record.names):
         spheres.append(analyze_sphere(record.on_grid(mean)[s], record.thetas_deg, record.phis_deg,
@@ -195,7 +149,7 @@ def write_manifold_report(run_dir: Path | str, *, channel: int | None = None, ba
     writer = RunWriter(target)
     writer.write_json(MANIFOLD_FILE, analysis)
     values = channel_values(record, channel)
-    maps = record.on_grid(_nanmean(values, axis=1))
+    maps = record.on_grid(nanmean(values, axis=1))
     for s, result in enumerate(analysis["spheres"]):
         writer.write_png(f"manifold_{result['name']}.png", _figure(record, maps[s], s, result))
     headline = " | ".join(f"{r['name']} R² {_fmt(r['r2'])} κ {_fmt(r['kappa'])}" for r in analysis["spheres"])

@@ -27,7 +27,7 @@ TINY = {"seed": 3, "device": "cpu", "progress": False,
         "objective": {"name": "single_unit"}}
 
 
-class AxisTuning(Experiment):
+class LineScan(Experiment):
     """A third party's fixed-design experiment: images along one axis of code space, a few per block."""
 
     def __init__(self, generator: Any, subject: Any, objective: Any, *, steps: int, per_block: int, seed: int):
@@ -64,16 +64,16 @@ class AxisTuning(Experiment):
                 "subject": {**self.component_provenance.get("subject", {}), **self.subject.provenance()}}
 
     def report(self, run_dir: Path) -> dict[str, Any]:
-        return {"generations": load_run(run_dir).generations, "headline": "axis tuning recorded"}
+        return {"generations": load_run(run_dir).generations, "headline": "line scan recorded"}
 
     def components(self) -> list[Any]:
         return [self.generator, self.subject]
 
 
-def axis_tuning(config: dict[str, Any], assembly: Any) -> AxisTuning:
+def line_scan(config: dict[str, Any], assembly: Any) -> LineScan:
     exp = config["experiment"]
     subject = assembly.subject()
-    experiment = AxisTuning(assembly.generator(config["generator"]), subject,
+    experiment = LineScan(assembly.generator(config["generator"]), subject,
                             assembly.objective(config["objective"], "objective", subject.n_channels),
                             steps=integer(exp.get("steps", 9), "experiment.steps", minimum=2),
                             per_block=integer(exp.get("per_block", 4), "experiment.per_block", minimum=1),
@@ -84,14 +84,14 @@ def axis_tuning(config: dict[str, Any], assembly: Any) -> AxisTuning:
 
 @pytest.fixture(scope="module")
 def third_party_registry():
-    module = types.ModuleType("axis_tuning_plugin")
+    module = types.ModuleType("line_scan_plugin")
 
     def latentopt_register_experiments(register):
-        register("axis_tuning", axis_tuning)
+        register("line_scan", line_scan)
 
     module.latentopt_register_experiments = hookimpl(latentopt_register_experiments)
     pm = get_plugin_manager(entry_points=False)
-    pm.register(module, name="axis_tuning_plugin")
+    pm.register(module, name="line_scan_plugin")
     return build_registry(pm)
 
 
@@ -103,6 +103,15 @@ def _codes_file(folder: Path) -> Path:
     path = folder / "codes.npz"
     np.savez(path, codes=codes.astype(np.float32))
     return path
+
+
+def _axis_files(folder: Path) -> tuple[Path, Path]:
+    """A code z0 and a random orthonormal 'metric' (6 eigenvectors) in the pixel generator's 48-d space."""
+    rng = np.random.default_rng(1)
+    basis, _ = np.linalg.qr(rng.standard_normal((48, 6)))
+    np.savez(folder / "metric.npz", eigvecs=basis, eigvals=np.logspace(0, -2, 6))
+    np.savez(folder / "code.npz", code=(0.5 * rng.standard_normal(48)).astype(np.float32))
+    return folder / "code.npz", folder / "metric.npz"
 
 
 CNN = {"name": "cnn_unit", "layer": "V1", "channels": [0, 1], "noise": {"kind": "multiplicative", "level": 0.1},
@@ -131,6 +140,11 @@ def _contract_config(name: str, folder: Path) -> dict[str, Any]:
                                        "n_components": 10, "spheres": ["PC1_PC2_PC3", "PC1_RND1_RND2"],
                                        "block_size": 12, "repeats": 2, "references": ["coffee"],
                                        "reference_every": 2}}
+    if name == "axis_tuning":
+        code, metric = _axis_files(folder)
+        return {**TINY, "experiment": {"name": "axis_tuning", "code": str(code), "metric": str(metric), "axes": 2,
+                                       "random_axes": 1, "distances": [-1.0, -0.5, 0.0, 0.5, 1.0], "repeats": 2,
+                                       "block_size": 8, "references": ["coffee"], "reference_every": 2}}
     if name == "alignment":
         return {**TINY, "optimizer": {"name": "cmaes", "population_size": 6, "sigma0": 0.5, "diagonal": True},
                 "experiment": {"name": "alignment", "generations": 3, "references": ["coffee"], "generators": {
@@ -153,13 +167,13 @@ def test_every_registered_experiment_passes_the_contract(name, tmp_path):
 
 
 def test_a_third_party_experiment_gets_records_resume_and_provenance(third_party_registry, tmp_path):
-    config = {**TINY, "experiment": {"name": "axis_tuning", "steps": 9, "per_block": 4}}
+    config = {**TINY, "experiment": {"name": "line_scan", "steps": 9, "per_block": 4}}
     check_experiment(config, tmp_path, registry=third_party_registry, stop_after=2)
     provenance = json.loads((tmp_path / "full" / "provenance.json").read_text())
-    assert provenance["experiment"] == {"name": "axis_tuning", "distribution": "registered at run time"}
+    assert provenance["experiment"] == {"name": "line_scan", "distribution": "registered at run time"}
     assert provenance["subject"]["name"] == "gabor_v1" and "built-in" in provenance["subject"]["distribution"]
     record = load_run(tmp_path / "resumed")
-    assert record.generations == 3 and record.experiment == "axis_tuning"
+    assert record.generations == 3 and record.experiment == "line_scan"
     assert [str(i) for i in record.block(2).image_ids] == ["axis_008"]
 
 
