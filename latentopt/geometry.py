@@ -401,10 +401,11 @@ def average_top_eigenpairs(generator: Generator, codes: ArrayLike, k: int, dista
             :meth:`HessianOperator.linear_operator`; ARPACK asks for one vector per step, so a step
             is one batched pass over the ``N`` codes. ``"block"``: block Lanczos
             (:func:`_block_lanczos`), ``block`` directions per batched pass: fewer passes, more HVPs.
-            Measured on 1 CPU thread, where a pass costs about its number of HVPs: Fourier (d =
-            1386) top 50, ARPACK 204 HVPs, block 500 in 10 passes (block 10: 260 in 26); DeePSim fc6
-            (random weights) top 100, ARPACK 461 HVPs in 77 s, block 20: 840 in 158 s. ARPACK is
-            the default; the block solver is for devices where a batch costs little more than one.
+            Measured on 2 CPU threads (a shared machine; each pair from one run): Fourier (d =
+            1386) top 50, ARPACK 204 HVPs in 0.24 s, block 50: 500 in 10 passes, 0.58 s; DeePSim
+            fc6 (random weights, 44 ms per batched HVP, 84 ms alone) top 100, ARPACK 461 HVPs in
+            68 s, block 20: 840 in 42 passes, 59 s. ARPACK is the default; the block solver pays
+            where a batch costs little more than one vector (a GPU).
         tol: relative residual at which a pair has converged (ARPACK: ``‖r‖ ≤ tol · θ``; block:
             ``‖r‖ ≤ tol · θ_max``). ARPACK raises when ``max_iter`` is reached; the block solver
             warns and returns its Ritz pairs (the residual is in the provenance).

@@ -55,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     compute.add_argument("--method", choices=("autograd", "fd"), default="autograd",
                          help="Hessian-vector products by double backprop or finite differences")
     compute.add_argument("--eps", type=float, default=1e-2, help="finite-difference step (--method fd)")
-    compute.add_argument("--solver", choices=("block", "lanczos"), default="block",
-                         help="block Lanczos on batched products (default) or scipy's eigsh")
+    compute.add_argument("--solver", choices=("lanczos", "block"), default="lanczos",
+                         help="scipy's eigsh (ARPACK, default; fastest on a CPU) or block Lanczos on batched "
+                              "products (for a GPU)")
     compute.add_argument("--tol", type=float, default=1e-6, help="relative residual of a converged pair")
     compute.add_argument("--trace-probes", type=int, default=32,
                          help="Hutchinson probes for the trace and the variance captured (0: none)")
