@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from latentopt.experiments.axis_tuning import AxisDesign
-from latentopt.experiments.fixed_design import THUMBNAIL, read_design_blocks, trial_values
-from latentopt.records import RecordError, RunWriter
+from latentopt.experiments.fixed_design import THUMBNAIL, read_design_run, trial_values
+from latentopt.records import RunWriter
 from latentopt.run_record import load_run
 
 AXIS_TUNING_FILE = "axis_tuning.json"
@@ -59,18 +59,8 @@ def load_axis_tuning(path: Path | str) -> AxisTuningRecord:
     Raises:
         RecordError: the folder holds no axis-tuning run, or a file is damaged (the message names it).
     """
-    run = load_run(path)
-    tree = RunWriter(run.path).read_design()
-    if not tree or "directions" not in tree or (run.experiment != "axis_tuning" and run.generations):
-        raise RecordError(f"{run.path} holds no axis_tuning run (experiment {run.experiment!r})")
-    try:
-        design = AxisDesign.from_tree(tree)
-    except (KeyError, TypeError, ValueError) as err:
-        raise RecordError(f"{run.path}/design.npz is damaged: {' '.join(str(err).split())}") from err
-    images, repeats = len(design.image_ids), int(design.order[:, 1].max()) + 1
-    read = read_design_blocks(run, images, repeats, experiment="axis_tuning")
-    if not len(design.time_bins_ms) and read.time_bins_ms is not None:  # a rig learns its bins from its files
-        design.time_bins_ms = read.time_bins_ms
+    run, design, read = read_design_run(path, "axis_tuning", AxisDesign.from_tree,
+                                        holds=lambda tree: "directions" in tree)
     return AxisTuningRecord(run.path, design, read.trials, read.trial_scores, read.thumbnails, read.reference_ids,
                             read.reference_responses)
 

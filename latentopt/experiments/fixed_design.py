@@ -12,9 +12,10 @@ itself is ``design.npz``, written at the start and compared on resume (:meth:`Ex
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ from latentopt.checks import ConfigError
 from latentopt.experiment import Experiment, GenerationResult, Recorder
 from latentopt.generator import Generator
 from latentopt.objective import Objective
-from latentopt.records import RecordError, block_record
-from latentopt.run_record import RunRecord
+from latentopt.records import RecordError, RunWriter, block_record
+from latentopt.run_record import RunRecord, load_run
 from latentopt.subject import Subject
 
 THUMBNAIL = 48
@@ -197,6 +198,45 @@ def read_design_blocks(run: RunRecord, images: int, repeats: int, *, experiment:
         if len(values) == len(reference_ids) and len(values):
             reference_responses[g] = values
     return DesignTrials(trials, scores, thumbnails, reference_ids, reference_responses, bins)
+
+
+class RecordedDesign(Protocol):
+    """What :func:`read_design_run` needs of a design read back from ``design.npz``."""
+
+    image_ids: list[str]
+    order: np.ndarray
+    time_bins_ms: np.ndarray
+
+
+DesignT = TypeVar("DesignT", bound=RecordedDesign)
+
+
+def read_design_run(path: Path | str, experiment: str, from_tree: Callable[[dict[str, Any]], DesignT], *,
+                    holds: Callable[[dict[str, Any]], bool] = lambda tree: True,
+                    absent: str = "") -> tuple[RunRecord, DesignT, DesignTrials]:
+    """A fixed-design run folder read back: its run, its design (``from_tree`` of ``design.npz``; a rig's
+    time bins, learned from its files, filled in) and its blocks as trials (:func:`read_design_blocks`).
+
+    Args:
+        holds: whether a design tree is one of this experiment's (beside the run's recorded name).
+        absent: appended to the "holds no ... run" message.
+
+    Raises:
+        RecordError: the folder holds no ``experiment`` run, or a file is damaged (the message names it).
+    """
+    run = load_run(path)
+    tree = RunWriter(run.path).read_design()
+    if not tree or not holds(tree) or (run.experiment != experiment and run.generations):
+        raise RecordError(f"{run.path} holds no {experiment} run (experiment {run.experiment!r}{absent})")
+    try:
+        design = from_tree(tree)
+    except (KeyError, TypeError, ValueError) as err:
+        raise RecordError(f"{run.path}/design.npz is damaged: {' '.join(str(err).split())}") from err
+    images, repeats = len(design.image_ids), int(design.order[:, 1].max()) + 1
+    read = read_design_blocks(run, images, repeats, experiment=experiment)
+    if not len(design.time_bins_ms) and read.time_bins_ms is not None:  # a rig learns its bins from its files
+        design.time_bins_ms = read.time_bins_ms
+    return run, design, read
 
 
 def nanmean(values: np.ndarray, axis: int) -> np.ndarray:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.experiments.fixed_design import THUMBNAIL, nanmean, read_design_blocks, trial_values
+from latentopt.experiments.fixed_design import THUMBNAIL, nanmean, read_design_run, trial_values
 from latentopt.experiments.manifold import ManifoldDesign
-from latentopt.records import RecordError, RunWriter
+from latentopt.records import RunWriter
 from latentopt.run_record import load_run
 
 MANIFOLD_FILE = "manifold.json"
@@ -87,18 +87,7 @@ def load_manifold(path: Path | str) -> ManifoldRecord:
     Raises:
         RecordError: the folder holds no manifold run, or a file is damaged (the message names it).
     """
-    run = load_run(path)
-    tree = RunWriter(run.path).read_design()
-    if not tree or (run.experiment != "manifold" and run.generations):
-        raise RecordError(f"{run.path} holds no manifold run (experiment {run.experiment!r}, no design.npz)")
-    try:
-        design = ManifoldDesign.from_tree(tree)
-    except (KeyError, TypeError, ValueError) as err:
-        raise RecordError(f"{run.path}/design.npz is damaged: {' '.join(str(err).split())}") from err
-    images, repeats = len(design.image_ids), int(design.order[:, 1].max()) + 1
-    read = read_design_blocks(run, images, repeats, experiment="manifold")
-    if not len(design.time_bins_ms) and read.time_bins_ms is not None:  # a rig learns its bins from its files
-        design.time_bins_ms = read.time_bins_ms
+    run, design, read = read_design_run(path, "manifold", ManifoldDesign.from_tree, absent=", no design.npz")
     return ManifoldRecord(run.path, design, read.trials, read.trial_scores, read.thumbnails, read.reference_ids,
                           read.reference_responses)
 
