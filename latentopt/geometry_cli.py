@@ -16,7 +16,6 @@ over a file that exists.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -209,10 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "compute":
             compute(args)
-    except (ConfigError, LatentoptError) as err:
+    except LatentoptError as err:  # ConfigError, RecordError, a weights error, ...
         _fail(str(err).splitlines()[0] if str(err) else type(err).__name__)
-    except json.JSONDecodeError as err:
-        _fail(f"a file is not valid JSON: {err}")
 
 
 if __name__ == "__main__":
