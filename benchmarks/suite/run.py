@@ -15,6 +15,10 @@ when those weights are on this machine (the cache or the library's cache; nothin
 random-weight generators prove nothing about optimizers. Which ran and why the others did not is
 printed, written to ``OUT/generators.json`` and repeated in ``summary.md``.
 
+A profile's ``metrics`` (name: ``latentopt-geometry compute`` arguments) are computed first, into
+``OUT/metrics/<name>.npz`` (reused when present); sweeps name them as ``{metrics}/<name>.npz``
+(``optimizer.metric`` of ``bench_hessian_cma``).
+
 Torch threads per run are ``cpu_count // workers`` (``--threads`` to change; set through
 ``OMP_NUM_THREADS``) so parallel runs do not oversubscribe the cores. ``workers: auto`` (the quick
 profile's) is ``cpu_count // 2`` runs of two
@@ -106,6 +110,35 @@ def planned_sweeps(profile: dict[str, Any]) -> tuple[list[tuple[list[str], dict[
     return planned, status
 
 
+def metric_commands(profile: dict[str, Any], out: Path) -> list[tuple[Path, list[str]]]:
+    """``(file, latentopt-geometry compute command)`` for each of the profile's ``metrics``.
+
+    A profile's ``metrics`` maps a name to the arguments of ``latentopt-geometry compute`` (generator
+    overrides and flags, ``--out`` left out); the file is ``<out>/metrics/<name>.npz``, and ``{metrics}``
+    in a sweep's or ``common``'s values is that folder, e.g. ``optimizer.metric: "{metrics}/fourier224.npz"``.
+    """
+    cli = str(Path(sys.executable).with_name("latentopt-geometry"))
+    commands = []
+    for name, arguments in (profile.get("metrics") or {}).items():
+        if not isinstance(arguments, list) or not all(isinstance(a, str) for a in arguments):
+            raise SystemExit(f"run.py: metrics.{name} must be a list of latentopt-geometry compute arguments")
+        target = out / "metrics" / f"{name}.npz"
+        commands.append((target, [cli, "compute", *arguments, "--out", str(target)]))
+    return commands
+
+
+Planned = list[tuple[list[str], dict[str, Any]]]
+
+
+def with_metrics_folder(planned: Planned, folder: Path) -> Planned:
+    """``planned`` with ``{metrics}`` in every override and sweep value replaced by ``folder``."""
+
+    def fill(value: Any) -> Any:
+        return value.replace("{metrics}", str(folder)) if isinstance(value, str) else value
+
+    return [([fill(o) for o in common], {key: fill(v) for key, v in sweep.items()}) for common, sweep in planned]
+
+
 def sweep_commands(
     planned: list[tuple[list[str], dict[str, Any]]], *, launcher: str, workers: int, out: Path, extra: list[str]
 ) -> list[list[str]]:
@@ -157,11 +190,15 @@ def main() -> None:
         launcher = "basic"  # the serial baseline: same runs, one process after another
     out = (args.out or Path("benchmarks/results") / Path(args.profile).stem).resolve()
     planned, generators = planned_sweeps(profile)
+    planned = with_metrics_folder(planned, out / "metrics")
+    metrics = metric_commands(profile, out)
     commands = sweep_commands(planned, launcher=launcher, workers=workers, out=out, extra=args.overrides)
     for generator, status in generators.items():
         print(f"{generator}: {status}", flush=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for _, command in metrics:
+        print(" ".join(command), flush=True)
     for command in commands:
         print(" ".join(command), flush=True)
     if args.dry_run:
@@ -169,6 +206,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "generators.json").write_text(json.dumps(generators, indent=1))
     start = time.perf_counter()
+    for target, command in metrics:  # the generators' metrics, before the sweeps that read them
+        if target.exists():
+            print(f"metric {target}: reused (delete it to compute it again)", flush=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(command, check=True, env={**os.environ})
     for command in commands:
         subprocess.run(command, check=True, env=env)
     wall = time.perf_counter() - start

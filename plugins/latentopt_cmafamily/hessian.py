@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import ConfigError
+from latentopt.checks import ConfigError, finite_number
 from latentopt_cmafamily._base import initial_mean
 from latentopt_cmafamily.cholesky import CholeskyCMA
 
@@ -53,6 +53,9 @@ class HessianCMA(CholeskyCMA):
         eigval_floor: eigenvalues are clipped below at ``eigval_floor · max(λ)`` so near-null
             directions do not get unbounded steps.
         sigma0: initial step size in the scaled coefficient space (0.2 for BigGAN in the paper).
+        step_rms: when given, replaces ``sigma0`` by ``step_rms / RMS(λ^(−exponent))``: the initial step
+            per eigendirection is ``step_rms`` in RMS, whatever the metric's scale (so one setting fits the
+            metrics of several generators; e.g. 1.5 = ``bench_sep_cma``'s σ0).
         population_size, mu, init_mean, a_update_every: as :class:`CholeskyCMA`.
     """
 
@@ -69,6 +72,7 @@ class HessianCMA(CholeskyCMA):
         exponent: float = 1 / 2.5,
         eigval_floor: float = 1e-6,
         sigma0: float = 0.2,
+        step_rms: float | None = None,
         population_size: int | None = None,
         mu: int | None = None,
         init_mean: str = "zero",
@@ -83,6 +87,9 @@ class HessianCMA(CholeskyCMA):
         clipped = np.maximum(self.spectrum, eigval_floor * float(self.spectrum.max()))
         self.step_scale = clipped ** (-self.exponent)
         self.offset = initial_mean(codes, init_mean)
+        self.step_rms = None if step_rms is None else finite_number(step_rms, "optimizer.step_rms", minimum=0)
+        if self.step_rms is not None:  # σ0 such that the RMS initial step per direction is step_rms
+            sigma0 = self.step_rms / float(np.sqrt(np.mean(self.step_scale**2)))
         super().__init__(
             initial_codes,
             seed=seed,
@@ -135,4 +142,5 @@ class HessianCMA(CholeskyCMA):
             "exponent": self.exponent,
             "metric": self.metric_path,
             "step_scale_range": [float(self.step_scale.min()), float(self.step_scale.max())],
+            "step_rms": self.step_rms,
         }

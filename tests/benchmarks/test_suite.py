@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 SUITE = Path(__file__).resolve().parents[2] / "benchmarks" / "suite"
@@ -134,3 +135,36 @@ def test_full_profile_targets_the_slurm_launcher() -> None:
     proc = run_suite("--profile", "full", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "hydra/launcher=slurm_cluster" in proc.stdout and "seed=0,1,2,3,4" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_profiles_metric_is_computed_before_the_sweep_that_reads_it(tmp_path: Path) -> None:
+    """``metrics``: latentopt-geometry writes OUT/metrics/<name>.npz, then bench_hessian_cma runs on it."""
+    profile = tmp_path / "hcma.yaml"
+    profile.write_text(
+        "common: [generator=pixel, generator.image_size=32, generator.resolution=4, subject.size=32,\n"
+        "         experiment.budget=36, 'experiment.references=[astronaut]', experiment.reference_every=1]\n"
+        "metrics:\n"
+        "  pixel32: [generator=pixel, generator.image_size=32, generator.resolution=4, device=cpu,\n"
+        "            --codes=random, --n-codes=2, --k=12]\n"
+        "sweeps:\n"
+        "  - optimizer: bench_hessian_cma\n"
+        "    optimizer.metric: '{metrics}/pixel32.npz'\n"
+        "    optimizer.population_size: '12'\n"
+        "    subject: v1_gabor\n"
+        "    objective.channel: '0'\n"
+        "    seed: '0'\n"
+    )
+    out = tmp_path / "out"
+    proc = run_suite("--profile", str(profile), "--out", str(out), "--no-summary")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metric = np.load(out / "metrics" / "pixel32.npz")
+    assert metric["eigvecs"].shape == (48, 12) and metric["eigvals"].shape == (12,)
+    (summary,) = list((out / "runs").rglob("summary.json"))
+    provenance = json.loads((summary.parent / "provenance.json").read_text())
+    optimizer = provenance["optimizer"]
+    assert optimizer["metric"] == str(out / "metrics" / "pixel32.npz") and optimizer["rank"] == 12
+    # step_rms 1.5: σ0 x RMS(λ^-0.4) over the metric's eigenvalues is bench_sep_cma's σ0
+    step_scale = metric["eigvals"].astype(float) ** -0.4
+    assert optimizer["step_rms"] == 1.5
+    assert optimizer["sigma0"] * np.sqrt(np.mean(step_scale**2)) == pytest.approx(1.5, rel=1e-6)
