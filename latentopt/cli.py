@@ -329,7 +329,8 @@ if __name__ == "__main__":
 
 
 def analyze_main(argv: list[str] | None = None) -> None:
-    """Console script ``latentopt-analyze manifold|alignment|control ...``: an experiment's analysis again."""
+    """Console script ``latentopt-analyze manifold|alignment|control|axis_tuning ...``: an experiment's analysis
+    again."""
     parser = argparse.ArgumentParser(prog="latentopt-analyze",
                                      description="Re-run an experiment's analysis on its recorded responses.")
     sub = parser.add_subparsers(dest="analysis", required=True)
@@ -356,9 +357,36 @@ def analyze_main(argv: list[str] | None = None) -> None:
     control.add_argument("run_dir", type=Path)
     control.add_argument("--out", type=Path, default=None, help="folder for control.json and the figure "
                          "(default: the run folder)")
+    axes = sub.add_parser("axis_tuning", help="ANOVA and bell-shaped / monotonic classification of an axis-tuning "
+                          "run's curves")
+    axes.add_argument("run_dir", type=Path)
+    axes.add_argument("--channel", type=int, default=None,
+                      help="analyse this channel's response instead of the run's objective score")
+    axes.add_argument("--alpha", type=float, default=0.01, help="ANOVA threshold for 'tuned' (default 0.01)")
+    axes.add_argument("--aic-margin", type=float, default=2.0,
+                      help="AIC lead the Gaussian needs over the line to be 'bell-shaped' (default 2)")
+    axes.add_argument("--min-drop", type=float, default=0.2,
+                      help="fall of the fitted Gaussian towards both ends, as a fraction of its amplitude, "
+                           "for 'bell-shaped' (default 0.2)")
+    axes.add_argument("--out", type=Path, default=None,
+                      help="folder for axis_tuning.json/.csv/.png (default: the run folder; with --channel: "
+                           "RUN_DIR/analysis_channel<N>)")
     args = parser.parse_args(argv)
     from latentopt.errors import LatentoptError
 
+    if args.analysis == "axis_tuning":
+        from latentopt.experiments.axis_tuning_report import write_axis_tuning_report
+
+        out = args.out
+        if out is None and args.channel is not None:
+            out = args.run_dir / f"analysis_channel{args.channel}"
+        try:
+            summary = write_axis_tuning_report(args.run_dir, channel=args.channel, alpha=args.alpha,
+                                               aic_margin=args.aic_margin, min_drop=args.min_drop, out=out)
+        except LatentoptError as err:
+            _fail(str(err))
+        print(f"analysis: {out or args.run_dir}  {summary['headline']}")
+        return
     if args.analysis == "control":
         from latentopt.experiments.control_report import write_control_report
 

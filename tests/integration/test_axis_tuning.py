@@ -140,6 +140,15 @@ def test_known_tuning_is_recovered_through_the_whole_pipeline(tmp_path, registry
     summary = json.loads((out / "summary.json").read_text())
     assert summary["counts"]["top"]["bell-shaped"] == 1 and summary["counts"]["random"]["bell-shaped"] == 0
     assert summary["headline"].startswith("axis_tuning: top 8: 1 bell-shaped, 1 monotonic, 6 flat | random 4: ")
+    # latentopt-analyze axis_tuning re-runs the analysis on the recorded responses: the same verdicts by
+    # default; with --alpha 0 nothing is tuned, so every curve is flat
+    from latentopt.cli import analyze_main
+
+    analyze_main(["axis_tuning", str(out), "--out", str(tmp_path / "again")])
+    assert {n: a["classification"] for n, a in _by_name(tmp_path / "again").items()} == {
+        n: a["classification"] for n, a in axes.items()}
+    analyze_main(["axis_tuning", str(out), "--alpha", "0", "--out", str(tmp_path / "strict")])
+    assert {a["classification"] for a in _by_name(tmp_path / "strict").values()} == {"flat"}
 
 
 def test_noise_free_curves_are_the_truth_at_every_distance(tmp_path, registry):
@@ -294,6 +303,16 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", "from latentopt.cli import main; main()", *args],
                           env={**os.environ, "LATENTOPT_TCMALLOC": "0"}, capture_output=True, text=True,
                           timeout=300)
+
+
+def test_analyze_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
+    from latentopt.cli import analyze_main
+
+    with pytest.raises(SystemExit) as exit_info:
+        analyze_main(["axis_tuning", str(tmp_path / "nothing")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.strip()
+    assert message.startswith("latentopt: error: ") and "nothing" in message and "\n" not in message
 
 
 def test_the_documented_command_runs_and_a_missing_metric_is_one_line(evolution, tmp_path):
