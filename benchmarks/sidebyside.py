@@ -59,8 +59,8 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-PRESET_DIRS = (ROOT / "benchmarks/suite/conf/optimizer", ROOT / "plugins/latentopt_cmafamily/conf/optimizer",
-               ROOT / "conf/optimizer")
+PRESET_DIRS = (ROOT / "benchmarks/suite/conf/optimizer",
+               ROOT / "plugins/latentopt-cmafamily/latentopt_cmafamily/conf/optimizer", ROOT / "conf/optimizer")
 REFERENCE_CLASSES = {"SphereCMA": "ZOHA_Sphere_lr_euclid", "CholeskyCMAES": "CholeskyCMAES", "Genetic": "Genetic"}
 PAIRS = {"SphereCMA": "bench_sphere_cma", "CholeskyCMAES": "bench_cholesky_cma", "Genetic": "ga_ponce"}
 """Reference name -> our preset whose settings it takes and with which it is compared."""

@@ -26,6 +26,9 @@ class Generator(ABC):
         differentiable: True when :meth:`generate` keeps the autograd graph of torch inputs.
         batch_size: largest batch sent to :meth:`_generate` at once (memory and speed on CPU).
         device: torch device the network runs on.
+        code_bounds: ``(low, high)`` that every coordinate of a valid code lies in, for a generator
+            whose code space is a box; None (the default) when any finite code is valid. The contract
+            checks (:func:`latentopt.testing.check_generator`) try its corners.
     """
 
     latent_dim: int
@@ -34,6 +37,7 @@ class Generator(ABC):
     differentiable: bool = False
     batch_size: int = 40
     device: torch.device = torch.device("cpu")
+    code_bounds: tuple[float, float] | None = None
 
     def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` starting codes, ``(n, d)`` float32. Default: N(0, init_scale^2)."""
@@ -115,6 +119,7 @@ class FixedSubspace(Generator):
         self.differentiable = base.differentiable
         self.batch_size = base.batch_size
         self.device = base.device
+        self.code_bounds = base.code_bounds
 
     def initial_codes(self, n: int, *, rng: np.random.Generator) -> np.ndarray:
         return self.base.initial_codes(n, rng=rng)[:, self.free]

@@ -16,6 +16,8 @@ import numpy as np
 
 from latentopt.assembly import build_experiment, validate_run_keys
 from latentopt.experiment import Experiment, GenerationResult, operator_line
+from latentopt.live import LiveOptions, live_options, start_with_run
+from latentopt.live.status import session_status
 from latentopt.plugins import Registry
 from latentopt.records import RecordError, RunWriter, occupied_message, run_folder_contents
 from latentopt.run_record import load_run
@@ -50,6 +52,7 @@ def run_experiment(
             or a record could not be written (then the run is resumable).
     """
     validate_run_keys(config)  # before the seed is used and before anything is written
+    live = live_options(config.get("live"))
     writer = RunWriter(run_dir)
     if resume:
         writer.require_started()
@@ -64,14 +67,17 @@ def run_experiment(
     experiment = build_experiment(config, registry=registry)  # every value checked before the lock is taken
     try:
         with writer.lock():
-            return _run_locked(experiment, config, writer, config_yaml=config_yaml, resume=resume,
-                               resume_record=resume_record)
+            summary = _run_locked(experiment, config, writer, config_yaml=config_yaml, resume=resume,
+                                  resume_record=resume_record, live=live)
+            _write_page(writer.run_dir, registry)  # after the experiment's report, still holding the lock
+            return summary
     finally:
         experiment.close()
 
 
 def _run_locked(experiment: Experiment, config: Mapping[str, Any], writer: RunWriter, *, config_yaml: str,
-                resume: bool, resume_record: Mapping[str, Any] | None) -> dict[str, Any]:
+                resume: bool, resume_record: Mapping[str, Any] | None, live: LiveOptions | None = None
+                ) -> dict[str, Any]:
     run_dir = writer.run_dir
     start = 0
     if resume:  # every block readable before anything is added
@@ -79,7 +85,8 @@ def _run_locked(experiment: Experiment, config: Mapping[str, Any], writer: RunWr
         _ = recorded.subject
         start = recorded.generations
     experiment.recorder = writer
-    bar = _attach_progress(experiment, bool(config.get("progress", True)), start)
+    bar = _attach_progress(experiment, bool(config.get("progress", True)), start, run_dir)
+    view = None
     provenance = {"seed": config.get("seed", 0), **experiment.provenance(), "command": sys.argv,
                   "runtime": runtime_info()}
     names = getattr(getattr(experiment, "subject", None), "channel_names", None)
@@ -93,15 +100,30 @@ def _run_locked(experiment: Experiment, config: Mapping[str, Any], writer: RunWr
             writer.record_resume(from_generation=start, provenance={**provenance, **dict(resume_record or {})})
         else:
             writer.start(config_yaml=config_yaml, provenance=provenance, design=experiment.design())
+        if live is not None:  # a daemon thread; a failure to start is one line and the run goes on
+            view = start_with_run(run_dir, live)
         try:
             experiment.run(start_block=start)
         except RecordError as err:  # e.g. disk full: the block in flight is lost, nothing else
             raise RecordError(f"{err}; the run is resumable: latentopt-resume {run_dir}") from err
     finally:
+        if view is not None:
+            view.close()
         if bar is not None:
             bar.close()
         experiment.close()  # before the report: a rig's files are released, generators freed
     return experiment.report(run_dir)
+
+
+def _write_page(run_dir: Path, registry: Registry | None) -> None:
+    """``report.html`` (:mod:`latentopt.html_report`); a failure is one line: the run's records are complete."""
+    try:
+        from latentopt.html_report import write_html_report
+
+        write_html_report(run_dir, registry=registry)
+    except Exception as err:  # the page is a view of the records; it must never cost the run
+        print(f"latentopt: warning: report.html was not written ({type(err).__name__}: {' '.join(str(err).split())});"
+              f" the run is recorded; write the page with: latentopt-report {run_dir}", file=sys.stderr)
 
 
 def _check_design(experiment: Experiment, writer: RunWriter) -> None:
@@ -113,10 +135,18 @@ def _check_design(experiment: Experiment, writer: RunWriter) -> None:
         )
 
 
-def _attach_progress(experiment: Experiment, enabled: bool, start: int) -> Any:
-    """A progress bar (simulated subjects) or one operator line per block (rigs); returns the bar or None."""
+def _attach_progress(experiment: Experiment, enabled: bool, start: int, run_dir: Path) -> Any:
+    """A progress bar (simulated subjects) or one operator line per block (rigs, also in the live status file);
+    returns the bar or None."""
     if getattr(experiment.subject, "live", False):
-        experiment.on_block = _operator_log
+        status = session_status(run_dir)
+
+        def operator_log(result: GenerationResult) -> None:
+            line = operator_line(result)
+            print(line, file=sys.stderr, flush=True)
+            status.message(line, kind="block")
+
+        experiment.on_block = operator_log
         return None
     from tqdm import tqdm
 
@@ -132,6 +162,3 @@ def _attach_progress(experiment: Experiment, enabled: bool, start: int) -> Any:
     experiment.on_block = update
     return bar
 
-
-def _operator_log(result: GenerationResult) -> None:
-    print(operator_line(result), file=sys.stderr, flush=True)

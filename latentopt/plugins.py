@@ -9,11 +9,15 @@ distribution's entry point in the group ``latentopt``) implements any of:
 * ``latentopt_register_optimizers(register)``
 * ``latentopt_register_experiments(register)``
 * ``latentopt_register_config_searchpath(register)``
+* ``latentopt_register_report_sections(register)``
 
 Component hooks call ``register(name, factory)``; ``factory(**kwargs)`` builds the component from the
 keyword arguments of its Hydra config (an experiment's ``factory(config, assembly)`` gets the plain
 config dict and the assembled components). The search-path hook calls ``register("pkg://package.conf")``
-for a folder holding ``<group>/<name>.yaml`` files. Two providers of one name are an error naming both.
+for a folder holding ``<group>/<name>.yaml`` files. The report hook calls ``register(experiment, sections)``:
+``sections(run_dir)`` returns the sections of the run report page (:mod:`latentopt.html_report`) for a run
+of that experiment; several providers may add sections to one experiment. Two providers of one component
+name are an error naming both.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -80,6 +85,12 @@ class HookSpecs:
     def latentopt_register_config_searchpath(self, register: Callable[[str], None]) -> None:
         """Register a Hydra config search path such as ``pkg://my_plugin.conf``."""
 
+    @hookspec
+    def latentopt_register_report_sections(self, register: Callable[[str, Callable[[Path], list[Any]]], None]) -> None:
+        """Register sections of the run report page: ``register(experiment, sections)``; ``sections(run_dir)``
+        returns a list of ``latentopt.html_report.Section`` for a run of the experiment named ``experiment``
+        (read from the run folder only; several providers of one experiment add their sections in turn)."""
+
 
 @dataclass(frozen=True)
 class Component:
@@ -98,6 +109,8 @@ class Registry:
 
     components: dict[str, dict[str, Component]] = field(default_factory=lambda: {g: {} for g in GROUPS})
     searchpaths: list[tuple[str, str]] = field(default_factory=list)
+    report_sections: dict[str, list[tuple[Callable[[Path], list[Any]], str]]] = field(default_factory=dict)
+    """Per experiment name: ``(sections, plugin)`` of every provider, in registration order."""
 
     def get(self, group: str, name: str) -> Component:
         if group not in self.components:
@@ -222,7 +235,16 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             impl.function(register=functools.partial(register_component, group, impl.plugin_name))
     for impl in pm.hook.latentopt_register_config_searchpath.get_hookimpls():
         impl.function(register=lambda path, _p=impl.plugin_name: registry.searchpaths.append((path, _p)))
+    for impl in pm.hook.latentopt_register_report_sections.get_hookimpls():
+        impl.function(register=functools.partial(_register_sections, registry, impl.plugin_name))
     return registry
+
+
+def _register_sections(registry: Registry, plugin: str, experiment: str, sections: Callable[[Path], list[Any]]) -> None:
+    if not isinstance(experiment, str) or not experiment or not callable(sections):
+        raise PluginError(f"plugin {plugin} registered report sections with an invalid experiment name "
+                          f"{experiment!r} or a sections function that is not callable")
+    registry.report_sections.setdefault(experiment, []).append((sections, plugin))
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,6 +12,7 @@ import errno
 import io
 import json
 import os
+import re
 import secrets
 import zipfile
 from collections.abc import Mapping
@@ -172,6 +173,49 @@ def load_tree(path: Path | str | IO[bytes], *, skip_state: bool = False) -> dict
         if not isinstance(meta, dict):
             raise ValueError("__meta__ is not a JSON object")
         return _build_tree(meta, arrays, skip_state=skip_state)
+    except RecordError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile, EOFError) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise RecordError(f"{path} is damaged or not a latentopt record: {reason}") from err
+
+
+def load_fields(path: Path | str, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Only the entries ``names`` (``"threads/main/scores"``, ``"meta/generation"``...) of a record file,
+    reading no other array: what a view that follows a run (the report, the live view) needs of a block.
+
+    A name may hold ``*`` (``"threads/*/scores"``: every thread's scores; ``*`` matches within one level).
+    Entries the file does not hold are left out of the result; ``list`` entries come back as lists, scalars
+    as their values, arrays as arrays.
+
+    Raises:
+        RecordError: the file is missing, damaged, or not a latentopt record (the message names it).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "__meta__" not in npz.files:
+                raise RecordError(f"{path} is not a latentopt record (no __meta__ entry)")
+            meta = json.loads(npz["__meta__"].tobytes().decode())
+            if not isinstance(meta, dict):
+                raise ValueError("__meta__ is not a JSON object")
+            members = set(npz.files)
+            wanted: list[str] = []
+            for name in names:
+                if "*" in name:
+                    pattern = re.compile("[^/]*".join(re.escape(part) for part in name.split("*")) + r"\Z")
+                    wanted += sorted(k for k in set(meta) | members if k != "__meta__" and pattern.match(k))
+                else:
+                    wanted.append(name)
+            out: dict[str, Any] = {}
+            for name in wanted:
+                info = meta.get(name)
+                kind = info.get("type") if isinstance(info, dict) else None
+                if kind == "value":
+                    out[name] = info["value"]  # type: ignore[index]
+                elif name in members:
+                    array = npz[name]
+                    out[name] = array.tolist() if kind == "list" else array.tobytes() if kind == "bytes" else array
+            return out
     except RecordError:
         raise
     except (OSError, ValueError, TypeError, KeyError, AttributeError, zipfile.BadZipFile, EOFError) as err:

@@ -15,6 +15,7 @@ One folder per run::
       images/best_<thread>_00000.png   the best image of each thread per generation
       resumes.jsonl        one line per resume (provenance of the resuming process)
       montage_<thread>.png, trajectory.png, summary.json   written when the run ends
+      report.html          the one-page report (latentopt.html_report), written last when the run ends
 
 A generation file holds the block (``image_ids``, ``thread`` index or -1 for reference images,
 ``responses``, ``scores``), each thread's ``codes`` and ``scores``, its optimizer state after the
@@ -63,7 +64,7 @@ LOCK_FILE = "run.lock"
 DESIGN_FILE = "design.npz"
 """A fixed-design experiment's design (e.g. a manifold's grid codes), written before the start marker."""
 RECORD_NAMES = (RUN_MARKER, "config.yaml", "provenance.json", DESIGN_FILE, GENERATION_DIR, IMAGE_DIR,
-                "resumes.jsonl", "summary.json", "trajectory.png", LOCK_FILE)
+                "resumes.jsonl", "summary.json", "trajectory.png", "report.html", LOCK_FILE)
 """What latentopt writes into a run folder (besides ``montage_<thread>.png``)."""
 _GENERATION_FILE = re.compile(r"gen_(\d{5,})\.npz")
 

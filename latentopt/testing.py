@@ -50,8 +50,18 @@ def check_provenance(component: Any) -> None:
         raise AssertionError(f"{name}.provenance() is not JSON-serialisable: {err}") from err
 
 
+EXTREME_NORM_FACTORS = (10.0, 100.0)
+"""Multiples of the initial codes' norm at which :func:`check_generator` also asks for images in [0, 1]:
+optimizers move codes far out (SphereCMA keeps them at 4.7 x that norm, CMA-ES and GAs let them grow)."""
+
+
 def check_generator(generator: Generator, *, n: int = 3, seed: int = 0) -> None:
-    """Shapes, dtype, range, determinism and seeding of a generator."""
+    """Shapes, dtype, range, determinism and seeding of a generator; the range also far from the initial codes.
+
+    Images must be finite and in [0, 1] for the initial codes, for the same directions at
+    :data:`EXTREME_NORM_FACTORS` times their mean norm, and at the corners of ``generator.code_bounds``
+    when the generator declares bounds (:func:`check_extreme_codes`).
+    """
     assert isinstance(generator.latent_dim, int) and generator.latent_dim > 0, "latent_dim must be a positive int"
     codes = generator.initial_codes(n, rng=np.random.default_rng(seed))
     assert codes.shape == (n, generator.latent_dim), f"initial_codes shape {codes.shape}"
@@ -70,7 +80,46 @@ def check_generator(generator: Generator, *, n: int = 3, seed: int = 0) -> None:
         torch_codes = torch.from_numpy(codes[:1]).requires_grad_(True)
         generator.generate(torch_codes).mean().backward()
         assert torch_codes.grad is not None and torch.isfinite(torch_codes.grad).all(), "no finite gradient"
+    check_extreme_codes(generator, codes)
     check_provenance(generator)
+
+
+def extreme_codes(generator: Generator, codes: np.ndarray) -> dict[str, np.ndarray]:
+    """``{what: (m, d) float32 codes}`` far from ``codes`` (initial codes ``(n, d)``): the same directions at
+    :data:`EXTREME_NORM_FACTORS` times their mean norm, and, for a generator that declares
+    ``code_bounds = (low, high)``, the all-low and all-high codes and two alternating corners (there the
+    scaled codes are clipped into the bounds: codes outside them are not valid codes)."""
+    codes = np.asarray(codes, dtype=np.float64)
+    norms = np.linalg.norm(codes, axis=1, keepdims=True)
+    # a zero initial code has no direction: take a seeded random one
+    fallback = np.random.default_rng(0).standard_normal(codes.shape)
+    directions = np.where(norms > 0, codes, fallback)
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    scale = float(norms.mean()) if float(norms.mean()) > 0 else 1.0
+    cases = {f"{factor:g} x the initial codes' norm (|code| = {factor * scale:.4g})": directions * factor * scale
+             for factor in EXTREME_NORM_FACTORS}
+    if generator.code_bounds is not None:
+        low, high = (float(b) for b in generator.code_bounds)
+        cases = {f"{what}, clipped to code_bounds": np.clip(scaled, low, high) for what, scaled in cases.items()}
+        corners = np.full((4, codes.shape[1]), low)
+        corners[1] = high
+        corners[2, ::2] = high
+        corners[3, 1::2] = high
+        cases[f"the corners of code_bounds ({low:g}, {high:g})"] = corners
+    return {what: extreme.astype(np.float32) for what, extreme in cases.items()}
+
+
+def check_extreme_codes(generator: Generator, codes: np.ndarray) -> None:
+    """Images stay finite and in [0, 1] at the codes of :func:`extreme_codes` (a generator whose output leaves
+    the range for large codes must clamp, or squash, its images)."""
+    for what, extreme in extreme_codes(generator, codes).items():
+        images = generator.generate(extreme)
+        name = type(generator).__name__
+        assert torch.isfinite(images).all(), f"{name}: images contain NaN or inf at codes of {what}"
+        low, high = float(images.min()), float(images.max())
+        assert low >= 0 and high <= 1, (
+            f"{name}: images must lie in [0, 1] also at codes of {what}; got values in [{low:.4g}, {high:.4g}] "
+            f"(clamp or squash the output of _generate)")
 
 
 def check_subject(subject: Subject, *, image_size: tuple[int, int] = (64, 64), n: int = 4) -> None:

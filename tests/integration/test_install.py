@@ -1,29 +1,74 @@
-"""Installs carry the primary config (the tree's ``conf/``, installed as ``latentopt.conf``) and the Hydra plugin.
+"""Packaging: the core distribution ships the core only and runs the default evolution alone; each first-party
+plugin is its own distribution (plugins/latentopt-<name>) with its metadata, configs and console scripts.
 
-Each install mode (``pip install .`` and ``pip install -e .``) is made into a fresh venv that borrows the
-running interpreter's dependencies (torch, hydra, ...) through a ``.pth`` file, so nothing is downloaded;
-the console scripts of that venv are then used from a folder outside the repository.
+The core's installs (``pip install .`` of its wheel, and ``pip install -e .``) are made into a fresh venv that
+borrows the running interpreter's dependencies (torch, hydra, ...) through a ``.pth`` file, so nothing is
+downloaded. What it borrows is a view of those site-packages without latentopt, its plugins and the
+dependencies only plugins declare (nevergrad, h5py, pytorch-pretrained-biggan): that venv is what
+``pip install latentopt`` alone gives. The console scripts of that venv are used from a folder outside the
+repository.
 """
 
 from __future__ import annotations
 
+import email
 import os
+import re
 import shutil
 import subprocess
 import sys
+import zipfile
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, TINY
+from conftest import ROOT
 
 GROUPS = ("generator", "subject", "objective", "optimizer", "experiment")
-BUILD_INPUTS = ("pyproject.toml", "README.md", "latentopt", "conf", "hydra_plugins", "plugins")
+CORE_INPUTS = ("pyproject.toml", "README.md", "latentopt", "conf", "hydra_plugins")
 SOURCE_ROOTS = {"latentopt": "latentopt", "hydra_plugins": "hydra_plugins", "conf": "latentopt/conf"}
+PLUGINS = {  # distribution folder -> (package, entry point name, console scripts)
+    "latentopt-biggan": ("latentopt_biggan", "biggan", {}),
+    "latentopt-cmafamily": ("latentopt_cmafamily", "cmafamily", {}),
+    "latentopt-deepsim": ("latentopt_deepsim", "deepsim", {"latentopt-deepsim-weights": "latentopt_deepsim.cli:entry"}),
+    "latentopt-rig": ("latentopt_rig", "rig", {"latentopt-rigsim": "latentopt_rig.simcli:main"}),
+}
+PLUGIN_ONLY_DEPENDENCIES = ("nevergrad", "h5py", "pytorch-pretrained-biggan")
+CORE_SCRIPTS = {"latentopt", "latentopt-resume", "latentopt-plugins", "latentopt-analyze", "latentopt-twin",
+                "latentopt-geometry", "latentopt-report", "latentopt-export", "latentopt-live"}
+DEFAULT_OPTIMIZER = "optional default_optimizer"
+"""The primary config's entry that latentopt-cmafamily's ``conf/default_optimizer/sphere_cma.yaml`` answers."""
+
+
+def _pyproject(folder: Path) -> dict:
+    """``folder/pyproject.toml`` (tomllib: Python >= 3.11)."""
+    return pytest.importorskip("tomllib").loads((folder / "pyproject.toml").read_text())
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _hidden(entry: str) -> bool:
+    """Whether a site-packages entry belongs to latentopt, a plugin, or a dependency only plugins declare."""
+    name = entry.lower().replace("-", "_")
+    return name.startswith(("latentopt", "__editable__")) or any(
+        name.startswith(dep.replace("-", "_")) for dep in PLUGIN_ONLY_DEPENDENCIES)
+
+
+def _core_alone_view(site: Path, folder: Path) -> Path:
+    """``folder`` with a link to every entry of ``site`` but the :func:`_hidden` ones."""
+    folder.mkdir(parents=True)
+    for entry in site.iterdir():
+        if not _hidden(entry.name) and entry.suffix != ".pth":
+            (folder / entry.name).symlink_to(entry)
+    return folder
 
 
 def _make_venv(folder: Path) -> Path:
-    """A venv without pip whose ``sys.path`` ends with this interpreter's (minus the source tree); its ``bin/``.
+    """A venv without pip whose ``sys.path`` ends with this interpreter's (minus the source tree, latentopt and its
+    plugins, :func:`_core_alone_view`); its ``bin/``.
 
     Its own site-packages comes first, so what is installed there shadows everything borrowed.
     """
@@ -31,31 +76,40 @@ def _make_venv(folder: Path) -> Path:
     python = folder / "bin" / "python"
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
-    # the source tree is left out; a venv inside the checkout (scripts/setup.sh makes .venv there) is borrowed
-    borrowed = [p for p in sys.path if p and Path(p).is_dir()
-                and ("site-packages" in Path(p).parts or not Path(p).resolve().is_relative_to(ROOT))]
+    borrowed = []
+    for k, entry in enumerate(p for p in sys.path if p and Path(p).is_dir()):
+        path = Path(entry)
+        if "site-packages" in path.parts:  # e.g. the .venv that scripts/setup.sh makes in the checkout
+            borrowed.append(str(_core_alone_view(path, folder.parent / f"borrowed_{k}")))
+        elif not path.resolve().is_relative_to(ROOT):  # the source tree is left out
+            borrowed.append(entry)
     Path(purelib, "borrowed_dependencies.pth").write_text("\n".join(dict.fromkeys(borrowed)) + "\n")
     return folder / "bin"
 
 
-def _install(bin_dir: Path, source: Path, *, editable: bool) -> None:
-    mode = ["-e"] if editable else []
-    proc = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                           "--no-build-isolation", *mode, str(source)], capture_output=True, text=True, env=_env())
+def _pip(python: Path, *args: str, cwd: Path | None = None) -> None:
+    proc = subprocess.run([str(python), "-m", "pip", *args, "-q", "--no-deps", "--no-build-isolation"],
+                          capture_output=True, text=True, env=_env(), cwd=cwd)
     assert proc.returncode == 0, proc.stderr
 
 
-def _clean_copy(folder: Path) -> Path:
-    """What the wheel is built from, copied without build leftovers (a stale ``build/`` would hide a file
+def _clean_copy(source: Path, folder: Path, names: tuple[str, ...]) -> Path:
+    """What a wheel is built from, copied without build leftovers (a stale ``build/`` would hide a file
     missing from the package list)."""
-    folder.mkdir()
-    for name in BUILD_INPUTS:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    folder.mkdir(parents=True)
+    for name in names:
+        if (source / name).is_dir():
+            shutil.copytree(source / name, folder / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"))
         else:
-            shutil.copy2(source, folder / name)
+            shutil.copy2(source / name, folder / name)
     return folder
+
+
+def _wheel(source: Path, out: Path) -> Path:
+    _pip(Path(sys.executable), "wheel", "-w", str(out), str(source))
+    (wheel,) = out.glob("*.whl")
+    return wheel
 
 
 def _env() -> dict[str, str]:
@@ -83,64 +137,149 @@ def _help_groups(text: str) -> dict[str, set[str]]:
     groups = {}
     for line in section.splitlines():
         name, sep, options = line.partition(": ")
-        if sep and name.strip() in GROUPS:
+        if sep and name.strip():
             groups[name.strip()] = {o.strip() for o in options.split(",")}
     return groups
 
 
-def _check_config_from(bin_dir: Path, work: Path) -> None:
-    """``latentopt --help`` lists every option of the tree's ``conf/<group>/``; ``--cfg job`` composes
-    ``conf/config.yaml``'s defaults exactly as the tree's files (the core's or a plugin's) hold them."""
+def _check_config_from(bin_dir: Path, work: Path, *, plugins: bool) -> None:
+    """``latentopt --help`` lists every option of the tree's ``conf/<group>/`` and, with ``plugins``, of every
+    first-party plugin's and the example's (without them, nothing else); ``--cfg job`` composes
+    ``conf/config.yaml``'s defaults exactly as the tree's files hold them: the default optimizer is cmafamily's
+    sphere_cma with the plugins, the core's own without."""
+    roots = [ROOT / "conf"]
+    if plugins:
+        roots += sorted([*ROOT.glob("plugins/*/*/conf"), *ROOT.glob("examples/*/*/conf")])
     listed = _help_groups(_run([str(bin_dir / "latentopt"), "--help"], work))
     for group in GROUPS:
-        options = {p.stem for p in (ROOT / "conf" / group).glob("*.yaml")}
+        options = {p.stem for root in roots for p in (root / group).glob("*.yaml")}
         assert options, group
-        assert options <= listed.get(group, set()), (group, options, listed.get(group))
+        if plugins:
+            assert options <= listed.get(group, set()), (group, options, listed.get(group))
+        else:
+            assert options == listed.get(group, set()), (group, options, listed.get(group))
     job = yaml.safe_load(_run([str(bin_dir / "python"), "-m", "latentopt.cli", "--cfg", "job"], work))
     primary = yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())
     defaults = {k: v for item in primary["defaults"] if isinstance(item, dict) for k, v in item.items()}
-    assert set(defaults) == set(GROUPS)
-    for group, option in defaults.items():
-        # the core's conf, or a first-party plugin's (the default optimizer, sphere_cma, is the CMA plugin's)
-        files = [ROOT / "conf" / group / f"{option}.yaml", *ROOT.glob(f"plugins/*/conf/{group}/{option}.yaml")]
-        found = [f for f in files if f.is_file()]
+    assert set(defaults) == {*GROUPS, DEFAULT_OPTIMIZER}
+    choices = {group: defaults[group] for group in GROUPS}
+    if plugins:
+        assert listed["default_optimizer"] == {defaults[DEFAULT_OPTIMIZER]}
+        choices["optimizer"] = defaults[DEFAULT_OPTIMIZER]
+    else:
+        assert "default_optimizer" not in listed
+    for group, option in choices.items():
+        found = [f for root in roots if (f := root / group / f"{option}.yaml").is_file()]
         assert len(found) == 1, (group, option, found)
         assert job[group] == yaml.safe_load(found[0].read_text()), group
     assert job["seed"] == primary["seed"]
 
 
-def _installed_path(source: Path, site: Path) -> Path:
-    """Where a source file of the tree lands in an installed site-packages."""
-    top, *rest = source.relative_to(ROOT).parts
-    if top == "plugins":
-        return site.joinpath(*rest)
-    return site.joinpath(SOURCE_ROOTS[top], *rest)
+def _tree_sources() -> list[Path]:
+    return [p for top in ("latentopt", "hydra_plugins", "conf") for p in (ROOT / top).rglob("*")
+            if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts]
 
 
 @pytest.mark.slow
-def test_non_editable_install_runs_from_another_folder(tmp_path):
+def test_core_wheel_alone_ships_no_plugin_and_runs_the_default_evolution(tmp_path):
+    wheel = _wheel(_clean_copy(ROOT, tmp_path / "source", CORE_INPUTS), tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        meta = email.message_from_bytes(archive.read(f"{info}/METADATA"))
+        entry_points = archive.read(f"{info}/entry_points.txt").decode()
+    assert {n.split("/")[0] for n in names} == {"latentopt", "hydra_plugins", info}, sorted(names)[:20]
+    missing = [str(p.relative_to(ROOT)) for p in _tree_sources()
+               if SOURCE_ROOTS[p.relative_to(ROOT).parts[0]] + "/" + "/".join(p.relative_to(ROOT).parts[1:])
+               not in names]
+    assert not missing, f"not in the wheel: {sorted(missing)}"
+    requires = {_requirement_name(r) for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r}
+    assert not requires & set(PLUGIN_ONLY_DEPENDENCIES), requires
+    assert "[latentopt]" not in entry_points, entry_points
+    scripts = {line.split("=")[0].strip() for line in entry_points.split("[console_scripts]")[1].split("[")[0]
+               .splitlines() if "=" in line}
+    assert scripts == CORE_SCRIPTS, scripts
+
     bin_dir = _make_venv(tmp_path / "venv")
-    _install(bin_dir, _clean_copy(tmp_path / "source"), editable=False)
+    _pip(bin_dir / "python", "install", str(wheel))
     work = tmp_path / "elsewhere"
     work.mkdir()
     package, conf = _where(bin_dir, work)
     assert package.is_relative_to(tmp_path / "venv") and conf == package / "conf", (package, conf)
-    sources = [p for top in ("latentopt", "hydra_plugins", "conf", "plugins") for p in (ROOT / top).rglob("*")
-               if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts]
-    missing = [str(p.relative_to(ROOT)) for p in sources if not _installed_path(p, package.parent).is_file()]
-    assert len(sources) > 50, len(sources)
-    assert not missing, f"not installed: {sorted(missing)}"
-    _check_config_from(bin_dir, work)
-    _run([str(bin_dir / "latentopt"), *TINY, "experiment.generations=2", f"hydra.run.dir={work / 'run'}"], work)
+    _run([str(bin_dir / "python"), "-c", "import importlib.util as u; "
+          "assert not [m for m in ('latentopt_cmafamily', 'nevergrad', 'h5py', 'pytorch_pretrained_biggan') "
+          "if u.find_spec(m)]"], work)
+    listing = _run([str(bin_dir / "latentopt-plugins")], work)
+    assert "built-in" in listing and "sphere_cma" not in listing and "latentopt_rig" not in listing, listing
+    _check_config_from(bin_dir, work, plugins=False)
+    # the default evolution (every group as conf/config.yaml chooses it), offline, two generations
+    _run([str(bin_dir / "latentopt"), "experiment.generations=2", "progress=false", "device=cpu",
+          f"hydra.run.dir={work / 'run'}"], work, timeout=600)
     assert (work / "run" / "generations" / "gen_00001.npz").exists()
+    optimizer = yaml.safe_load((work / "run" / "config.yaml").read_text())["optimizer"]
+    assert (optimizer["name"], optimizer["diagonal"]) == ("cmaes", True)  # the core's cmaes_diag
 
 
 @pytest.mark.slow
 def test_editable_install_reads_the_tree_conf_from_another_folder(tmp_path):
     bin_dir = _make_venv(tmp_path / "venv")
-    _install(bin_dir, ROOT, editable=True)
+    _pip(bin_dir / "python", "install", "-e", str(ROOT))
     work = tmp_path / "elsewhere"
     work.mkdir()
     package, conf = _where(bin_dir, work)
     assert (package, conf) == (ROOT / "latentopt", ROOT / "conf")
-    _check_config_from(bin_dir, work)
+    _check_config_from(bin_dir, work, plugins=False)
+
+
+def test_the_set_up_composes_every_plugins_configs_and_the_default_sphere_cma(tmp_path):
+    """In the set-up's own venv (the core with all four plugins): sphere_cma is the default optimizer."""
+    _check_config_from(Path(sys.executable).parent, tmp_path, plugins=True)
+
+
+@pytest.mark.parametrize("folder", sorted(PLUGINS))
+def test_each_plugin_is_its_own_distribution(folder):
+    """What scripts/setup.sh installed from plugins/<folder> is the tree's pyproject.toml: name, version,
+    entry point, console scripts, dependencies (on latentopt, and no torch but any recent one)."""
+    package, entry_name, scripts = PLUGINS[folder]
+    project = _pyproject(ROOT / "plugins" / folder)["project"]
+    assert (ROOT / "plugins" / folder / "README.md").is_file() and project["readme"] == "README.md"
+    dist = metadata.distribution(folder)
+    assert dist.metadata["Name"] == project["name"] == folder and dist.version == project["version"] == "0.1.0"
+    points = {(e.group, e.name): e.value for e in dist.entry_points}
+    assert {k[1]: v for k, v in points.items() if k[0] == "latentopt"} == {entry_name: package}
+    assert {k[1]: v for k, v in points.items() if k[0] == "console_scripts"} == scripts == project.get("scripts", {})
+    requires = [r for r in dist.requires or [] if "extra ==" not in r]
+    assert "latentopt" in {_requirement_name(r) for r in requires}
+    torch = [r.replace(" ", "") for r in requires if _requirement_name(r) == "torch"]
+    assert all(re.fullmatch(r"torch(>=[0-9.]+)?", r) for r in torch), torch  # never a pin that replaces the set-up's
+    module = __import__(package)
+    assert Path(module.__file__).parent == ROOT / "plugins" / folder / package
+    assert not (ROOT / "plugins" / folder / package / "tests").exists()  # the tests live beside the package
+
+
+def test_the_core_declares_no_plugin_and_no_dependency_only_plugins_need():
+    project = _pyproject(ROOT)
+    requires = {_requirement_name(r) for r in project["project"]["dependencies"]}
+    assert not requires & set(PLUGIN_ONLY_DEPENDENCIES), requires
+    assert "latentopt" not in project["project"].get("entry-points", {})
+    assert set(project["project"]["scripts"]) == CORE_SCRIPTS
+    packages = set(project["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(p.parent.relative_to(ROOT).parts) for top in ("latentopt", "hydra_plugins")
+               for p in (ROOT / top).rglob("__init__.py")} | {"latentopt.conf", "hydra_plugins"}
+    assert packages == in_tree, (packages ^ in_tree)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", sorted(PLUGINS))
+def test_plugin_wheel_ships_its_package_and_configs_not_its_tests(folder, tmp_path):
+    source = ROOT / "plugins" / folder
+    package = PLUGINS[folder][0]
+    wheel = _wheel(_clean_copy(source, tmp_path / "source", ("pyproject.toml", "README.md", package)),
+                   tmp_path / "dist")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {n.split("/")[0] for n in names} - {n.split("/")[0] for n in names if ".dist-info/" in n} == {package}
+    files = [str(p.relative_to(source)) for p in (source / package).rglob("*")
+             if p.suffix in (".py", ".yaml") and "__pycache__" not in p.parts]
+    assert any(f.endswith(".yaml") for f in files)
+    assert not [f for f in files if f not in names], sorted(set(files) - names)

@@ -172,7 +172,7 @@ def test_deepsim_weights_import_refuses_non_finite_weights(tmp_path, monkeypatch
     source = _write_state(tmp_path / "upconvGAN_fc6.pt", state)
     assert cli.main(["import", "fc6", str(source)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("latentopt-weights: error:") and "NaN or infinite" in err[0]
+    assert len(err) == 1 and err[0].startswith("latentopt-deepsim-weights: error:") and "NaN or infinite" in err[0]
     assert first in err[0]
     assert not (tmp_path / "cache" / "deepsim").exists() or not any((tmp_path / "cache" / "deepsim").iterdir())
 

@@ -143,6 +143,36 @@ def test_hook_latentopt_register_config_searchpath(install, monkeypatch, capsys)
     assert [(e.provider, e.path) for e in search_path.get_path()][-1] == ("rogue_conf", "pkg://rogue_conf_plugin.conf")
 
 
+def test_hook_latentopt_register_report_sections(install, tmp_path):
+    """A third party's sections join the run report page of the experiment it names, after the built-ins' and
+    in registration order; several providers of one experiment are allowed (sections add up, nothing collides)."""
+    pm = install("rogue_report", """
+        from latentopt.plugins import hookimpl
+        from latentopt.html_report import Section, table
+
+        def sections(run_dir):
+            return [Section("Rogue <analysis>", ["read from " + run_dir.name, table(["k"], [["<v>"]])])]
+
+        @hookimpl
+        def latentopt_register_report_sections(register):
+            register("evolve", sections)
+            register("line_scan", sections)
+    """)
+    registry = build_registry(pm)
+    providers = [plugin for _, plugin in registry.report_sections["evolve"]]
+    assert providers == ["latentopt.builtins.experiments", "rogue_report"]
+    assert [plugin for _, plugin in registry.report_sections["line_scan"]] == ["rogue_report"]
+    (section,) = registry.report_sections["line_scan"][0][0](tmp_path)
+    rendered = section.render("rogue")
+    assert "<h2>Rogue &lt;analysis&gt;</h2>" in rendered and f"<p>read from {tmp_path.name}</p>" in rendered
+    assert "<td>&lt;v&gt;</td>" in rendered
+
+    pm.register(_module("broken", latentopt_register_report_sections=lambda register: register("", print)),
+                name="broken")
+    with pytest.raises(PluginError, match="plugin broken registered report sections with an invalid experiment"):
+        build_registry(pm)
+
+
 def test_builtins_register_through_the_hooks():
     registry = build_registry(get_plugin_manager(entry_points=False))
     assert {"fourier", "pixel"} <= set(registry.names("generators"))
@@ -253,7 +283,8 @@ def test_only_real_hooks_have_tests_and_doc_sections():
     tests = {n.removeprefix("test_hook_") for n in globals() if n.startswith("test_hook_")}
     headings = set(re.findall(r"^#+ `?(latentopt_\w+)\(", DOCS.read_text(), re.M))
     assert tests == set(HOOKS) and headings == set(HOOKS)
-    assert {f"latentopt_register_{g}" for g in plugins.GROUPS} | {"latentopt_register_config_searchpath"} == set(HOOKS)
+    assert {f"latentopt_register_{g}" for g in plugins.GROUPS} | {"latentopt_register_config_searchpath",
+                                                                 "latentopt_register_report_sections"} == set(HOOKS)
 
 
 def test_plugin_guide_pyproject_snippet_is_a_valid_distribution():

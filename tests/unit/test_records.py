@@ -190,3 +190,31 @@ def test_load_tree_can_leave_optimizer_states_out(tmp_path):
     assert "state" in load_tree(path)["threads"]["main"]
     light = load_tree(path, skip_state=True)
     assert "state" not in light["threads"]["main"] and light["threads"]["main"]["scores"].tolist() == [1, 1, 1]
+
+
+def test_load_fields_reads_only_the_named_entries_and_names_a_damaged_file(tmp_path):
+    """The views' reader (report, live view): values, arrays, lists and ``*`` within one level."""
+    from latentopt.record_files import load_fields, tree_to_npz_bytes
+
+    tree = {"meta": {"generation": 7, "thread_names": ["a", "b"], "weights": [1.0, 2.0]},
+            "threads": {"a": {"scores": np.arange(3.0), "state": {"mean": np.ones(5)}},
+                        "b": {"scores": np.arange(2.0)}}}
+    path = tmp_path / "gen_00007.npz"
+    path.write_bytes(tree_to_npz_bytes(tree))
+    got = load_fields(path, ["meta/generation", "meta/thread_names", "meta/weights", "threads/*/scores",
+                             "nothing/here"])
+    assert set(got) == {"meta/generation", "meta/thread_names", "meta/weights", "threads/a/scores",
+                        "threads/b/scores"}
+    assert got["meta/generation"] == 7 and got["meta/thread_names"] == ["a", "b"]
+    assert got["meta/weights"] == [1.0, 2.0]
+    np.testing.assert_array_equal(got["threads/a/scores"], np.arange(3.0))
+    np.testing.assert_array_equal(got["threads/b/scores"], np.arange(2.0))
+    assert "threads/a/state/mean" not in load_fields(path, ["threads/*/scores"])  # one level per *
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, x=np.ones(2))
+    with pytest.raises(RecordError, match=r"foreign\.npz is not a latentopt record"):
+        load_fields(foreign, ["x"])
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(RecordError, match=r"broken\.npz is damaged or not a latentopt record"):
+        load_fields(broken, ["meta/generation"])
