@@ -6,6 +6,7 @@ bad input is one line naming the culprit, and no file is ever overwritten."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -189,6 +190,27 @@ def test_a_natural_set_session_groups_repeats_under_one_image(tmp_path):
                                   np.concatenate([load_run(run_dir).block(g).responses
                                                   for g in range(load_run(run_dir).generations)]))
     assert _blocking(tmp_path / "natural.nwb") == []
+
+
+# ---------------------------------------------------------------------------- a control session
+@pytest.mark.slow
+def test_a_control_session_exports_its_controllers_and_natural_images(tmp_path):
+    """The contract's control config (its twin fitted on a natural-set session in tmp_path): every image
+    shown once as a template, one trial per presentation with the recorded responses, nothing critical."""
+    from contract.test_experiment_contract import _contract_config
+
+    config = _contract_config("control", tmp_path)
+    run_dir = tmp_path / "control"
+    run_experiment(config, run_dir, config_yaml=json.dumps(config))
+    read = _read(_export(run_dir, tmp_path / "control.nwb"))
+    run = load_run(run_dir)
+    blocks = [run.block(g) for g in range(run.generations)]
+    np.testing.assert_array_equal(read["columns"]["response"], np.concatenate([b.responses for b in blocks]))
+    # shown ids carry their repeat (``_r0``, ``_r1``): a template is the image, once
+    shown = {re.sub(r"_r\d+$", "", str(i)) for b in blocks for i in b.image_ids}
+    assert sorted(read["image_names"]) == sorted(shown) and len(shown) < sum(len(b.image_ids) for b in blocks)
+    assert len(read["columns"]["block"]) == sum(len(b.image_ids) for b in blocks)
+    assert _blocking(tmp_path / "control.nwb") == []
 
 
 # ---------------------------------------------------------------------------- errors
