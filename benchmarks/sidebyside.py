@@ -285,21 +285,37 @@ def run(driver: Any, unit: Unit, noise_level: float, seed: int, budget: int) -> 
             "trajectory": trajectory}
 
 
-def build_units(areas: Sequence[str], channels: Sequence[int], image_size: int) -> tuple[Any, list[Unit]]:
-    """The generator and one :class:`Unit` per area x channel, with its natural images' best score."""
+def natural_spec(text: str) -> Any:
+    """``--natural``: ``photos`` (the default natural images, :data:`DEFAULT_REFERENCES`) or ``natural:N``
+    (the offline natural set's first N crops, seed 0) -> the ``experiment.references`` spec."""
+    from latentopt.references import DEFAULT_REFERENCES
+
+    if text == "photos":
+        return list(DEFAULT_REFERENCES)
+    kind, _, n = text.partition(":")
+    if kind != "natural" or not n.isdigit() or int(n) < 1:
+        raise _error(f"--natural {text!r}: expected photos or natural:N (N >= 1 crops of the offline set)")
+    return {"set": "natural", "n": int(n), "seed": 0}
+
+
+def build_units(areas: Sequence[str], channels: Sequence[int], image_size: int,
+                natural_images: str = "photos") -> tuple[Any, list[Unit]]:
+    """The generator and one :class:`Unit` per area x channel, with the best noise-free score of the
+    natural images ``natural_images`` (see :func:`natural_spec`)."""
     import torch
 
     from latentopt.builtins.generators import FourierGenerator
     from latentopt.builtins.subjects import CNNUnitSubject
-    from latentopt.references import DEFAULT_REFERENCES, reference_set
+    from latentopt.references import reference_set
 
     generator = FourierGenerator(image_size=image_size, device="cpu")
-    _, natural = reference_set(list(DEFAULT_REFERENCES), generator.image_size)
+    _, natural = reference_set(natural_spec(natural_images), generator.image_size)
     units = []
     for area in areas:
         subject = CNNUnitSubject(layer=area, channels=list(channels), device="cpu")
         with torch.inference_mode():
-            best = subject.respond_torch(natural).double().cpu().numpy().max(0)
+            parts = [subject.respond_torch(part) for part in torch.split(natural, 100)]
+            best = torch.cat(parts).double().cpu().numpy().max(0)
         units += [Unit(generator, subject, k, area, int(c), float(best[k])) for k, c in enumerate(channels)]
     return generator, units
 
@@ -346,11 +362,13 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
-def paired(rows: list[dict[str, Any]], ours: str, ref: str, where: Any) -> np.ndarray:
-    """``norm_activation`` of ``ours`` minus ``ref`` over the (area, channel, noise, seed) both ran."""
+def paired(rows: list[dict[str, Any]], ours: str, ref: str, where: Any,
+           field: str = "norm_activation") -> np.ndarray:
+    """``field`` of ``ours`` minus ``ref`` over the (area, channel, noise, seed) both ran (and where both
+    have a value: ``evals_to_natural`` is None for a run that never passed)."""
     def by_run(who: str) -> dict[tuple[Any, ...], float]:
-        return {(r["area"], r["channel"], r["noise"], r["seed"]): r["norm_activation"] for r in rows
-                if r["optimizer"] == who and where(r)}
+        return {(r["area"], r["channel"], r["noise"], r["seed"]): r[field] for r in rows
+                if r["optimizer"] == who and where(r) and r[field] is not None}
     mine, theirs = by_run(ours), by_run(ref)
     keys = sorted(set(mine) & set(theirs), key=str)
     return np.asarray([mine[k] - theirs[k] for k in keys], dtype=np.float64)
@@ -422,6 +440,17 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
                 p = wilcoxon_p(diff)
                 lines.append(f"| {ours} | {ref} | {label} | {diff.size} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] | "
                              f"{int((diff > 0).sum())}/{diff.size} | {p:.3f} |")
+        lines += ["", "## Evaluations to pass the best natural image, matched runs", "",
+                  "The same unit, noise level and seed, where both passed: runs where ours passed sooner, later "
+                  "or at the same count, the median difference ours − reference (evaluations), and scipy's "
+                  "Wilcoxon signed-rank p. Unlike the ratio of medians, this compares run with run.", "",
+                  "| ours | reference | matched runs | ours sooner | ours later | ties | median difference | "
+                  "Wilcoxon p |", "|---|---|---|---|---|---|---|---|"]
+        for ours, ref in pairs:
+            diff = paired(rows, ours, ref, lambda r: True, "evals_to_natural")
+            if diff.size:
+                lines.append(f"| {ours} | {ref} | {diff.size} | {int((diff < 0).sum())} | {int((diff > 0).sum())} | "
+                             f"{int((diff == 0).sum())} | {np.median(diff):+.0f} | {wilcoxon_p(diff):.3f} |")
     lines += ["", "## Normalised best ever (best noise-free score of any shown code / best of any run on the unit)",
               "", "| optimizer | all | " + " | ".join(f"noise {n:g}" for n in noises) + " |",
               "|" + "---|" * (2 + len(noises))]
@@ -489,6 +518,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                    "then --merge the shards' folders")
     p.add_argument("--merge", nargs="+", metavar="DIR", help="combine these earlier --out folders into --out "
                    "(normalised over all their runs) instead of running")
+    p.add_argument("--natural", help="the natural images a run must pass: photos (default: the 4 photographs) "
+                   "or natural:N (N crops of the offline natural set); with --merge, evals_to_natural is "
+                   "recomputed from the stored trajectories")
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
     for key, value in (SMOKE if args.smoke else FULL).items():
@@ -534,7 +566,27 @@ def read_runs(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]],
     return rows, trajectories, settings
 
 
-def merge(folders: Sequence[str], out: Path) -> int:
+def renatural(rows: list[dict[str, Any]], trajectories: list[dict[str, Any]], settings: dict[str, Any],
+              natural_images: str) -> None:
+    """Set ``natural_best`` and ``evals_to_natural`` of every row for the natural images
+    ``natural_images``: the units' best natural score is computed again, and the evaluations to pass it
+    are read from the stored trajectories (per generation, the best noise-free score shown)."""
+    areas = sorted({r["area"] for r in rows})
+    channels = sorted({r["channel"] for r in rows})
+    _, units = build_units(areas, channels, int(settings["image_size"]), natural_images)
+    best = {(u.area, u.channel): u.natural for u in units}
+    key_fields = ("optimizer", "area", "channel", "noise", "seed")
+    paths = {tuple(t[k] for k in key_fields): t["trajectory"] for t in trajectories}
+    for row in rows:
+        key = tuple(row[k] for k in key_fields)
+        if key not in paths:
+            raise _error(f"--natural: run {key} has no trajectory in the merged folders")
+        row["natural_best"] = best[(row["area"], row["channel"])]
+        row["evals_to_natural"] = next((int(e) for e, b in paths[key] if b > row["natural_best"]), None)
+    settings["natural images"] = natural_images
+
+
+def merge(folders: Sequence[str], out: Path, natural_images: str | None = None) -> int:
     rows: list[dict[str, Any]] = []
     trajectories: list[dict[str, Any]] = []
     settings: dict[str, Any] = {}
@@ -554,6 +606,8 @@ def merge(folders: Sequence[str], out: Path) -> int:
         if key in seen:
             raise _error(f"--merge: run {key} appears twice (the same job in two folders)")
         seen.add(key)
+    if natural_images is not None:
+        renatural(rows, trajectories, settings, natural_images)
     write_outputs(out, rows, trajectories, settings, versions(None))
     return 0
 
@@ -564,7 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     try:
         if args.merge:
-            return merge(args.merge, Path(args.out))
+            return merge(args.merge, Path(args.out), args.natural)
         return execute(args)
     except LatentoptError as err:
         print(f"sidebyside: error: {err}", file=sys.stderr)
@@ -579,7 +633,8 @@ def execute(args: argparse.Namespace) -> int:
     index, count = shard(args.shard)
     for label in args.ours:
         ours_kwargs(label, args.population)  # a bad preset or override fails before any unit is built
-    generator, units = build_units(args.areas, args.units, args.image_size)
+    natural_images = args.natural or "photos"
+    generator, units = build_units(args.areas, args.units, args.image_size, natural_images)
     job = -1
     rows: list[dict[str, Any]] = []
     trajectories: list[dict[str, Any]] = []
@@ -608,7 +663,7 @@ def execute(args: argparse.Namespace) -> int:
                 "noise": "multiplicative, levels " + ", ".join(f"{n:g}" for n in args.noise), "seeds": args.seeds,
                 "initial codes": "generator.initial_codes(population, rng=default_rng([seed, 1])), shared",
                 "noise stream": "latentopt.blocks.noise_rng(seed, generation)",
-                "natural images": "latentopt.references.DEFAULT_REFERENCES",
+                "natural images": natural_images,
                 "budget rule": "whole generations, never above the budget; every shown code counts",
                 "shard": args.shard, "optimizers (first unit/seed)": used}
     write_outputs(Path(args.out), rows, trajectories, settings, versions(args.reference_dir))

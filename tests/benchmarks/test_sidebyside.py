@@ -280,3 +280,42 @@ def test_paired_differences_are_matched_runs_with_scipys_interval_and_wilcoxon()
     line = next(x for x in text.splitlines() if x.startswith("| bench_sphere_cma | ref:SphereCMA | all | 6 |"))
     low, high = stats.t.interval(0.95, 5, loc=diff.mean(), scale=stats.sem(diff))
     assert f"{diff.mean():+.3f} [{low:+.3f}, {high:+.3f}]" in line and "| 4/6 |" in line
+
+
+def test_a_larger_natural_set_raises_the_bar_and_merge_recomputes_it_from_trajectories(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base = ["--smoke", "--budget", "32", "--noise", "0", "--ours", "bench_sphere_cma"]
+    assert sidebyside.main([*base, "--out", str(tmp_path / "photos")]) == 0
+    assert sidebyside.main([*base, "--natural", "natural:30", "--out", str(tmp_path / "crops")]) == 0
+    photos, crops = _rows(tmp_path / "photos")[0], _rows(tmp_path / "crops")[0]
+    assert photos["activation"] == crops["activation"]  # the natural images do not change the run
+    assert float(crops["natural_best"]) != float(photos["natural_best"])
+    # the same bar computed after the fact from the photographs' run, through its stored trajectories
+    assert sidebyside.main(["--merge", str(tmp_path / "photos"), "--natural", "natural:30",
+                            "--out", str(tmp_path / "again")]) == 0
+    again = _rows(tmp_path / "again")[0]
+    assert float(again["natural_best"]) == pytest.approx(float(crops["natural_best"]), rel=1e-12)
+    assert again["evals_to_natural"] == crops["evals_to_natural"]
+    settings = json.loads((tmp_path / "again" / "settings.json").read_text())
+    assert settings["natural images"] == "natural:30"
+    capsys.readouterr()
+    assert sidebyside.main([*base, "--natural", "natural:0", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--natural 'natural:0'" in err and not (tmp_path / "bad").exists()
+
+
+def test_evaluations_to_natural_are_compared_run_with_run_leaving_out_runs_that_never_passed() -> None:
+    from scipy import stats
+
+    ours = [80, 40, 120, 280, None, 400]
+    ref = [81, 81, 122, 204, 40, None]
+    rows = [{"optimizer": who, "area": "V4", "channel": 1, "noise": 0.2, "seed": seed, "norm_activation": 0.5,
+             "norm_best_ever": 0.5, "evals_to_natural": value, "evaluations": 3000}
+            for who, values in (("bench_sphere_cma", ours), ("ref:SphereCMA", ref))
+            for seed, value in enumerate(values)]
+    diff = sidebyside.paired(rows, "bench_sphere_cma", "ref:SphereCMA", lambda r: True, "evals_to_natural")
+    np.testing.assert_array_equal(diff, [80 - 81, 40 - 81, 120 - 122, 280 - 204])
+    line = next(x for x in sidebyside.table(rows, {}, {}).splitlines()
+                if x.startswith("| bench_sphere_cma | ref:SphereCMA | 4 |"))
+    p = stats.wilcoxon([80, 40, 120, 280], [81, 81, 122, 204]).pvalue
+    assert line == f"| bench_sphere_cma | ref:SphereCMA | 4 | 3 | 1 | 0 | {np.median(diff):+.0f} | {p:.3f} |"
