@@ -121,13 +121,30 @@ def check_flag(value: Any, key: str) -> bool:
     return value
 
 
-def without_rows_at(codes: np.ndarray, scores: np.ndarray, point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The told rows other than those at ``point`` ``(d,)`` (a shown mean or centre), recognised by distance:
-    within 1e-4 of the rows' median distance from it, or 1e-6 of its norm (float32 rounding); all rows if
-    nothing else would be left. Injected or dropped rows therefore do not matter."""
-    distances = np.linalg.norm(codes - point, axis=1)
-    tolerance = max(1e-4 * float(np.median(distances)), 1e-6 * float(np.linalg.norm(point)), 1e-300)
-    keep = distances > tolerance
+def without_rows_at(codes: np.ndarray, scores: np.ndarray, point: np.ndarray, *,
+                    within_angle: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The told rows other than those at a shown point (a mean or a centre), so that injected or dropped
+    rows do not matter; all rows if nothing else would be left.
+
+    Args:
+        codes, scores: the told ``(n, d)`` codes and ``(n,)`` scores.
+        point: ``(d,)`` or ``(k, d)``: the shown point(s).
+        within_angle: None: a row is at a point within 1e-4 of the rows' median distance from it, or
+            1e-6 of its norm (float32 rounding). A number (radians): a row is at a point when their
+            directions are within this angle (codes on a sphere).
+    """
+    points = np.atleast_2d(point)
+    if within_angle is None:
+        at = np.zeros(codes.shape[0], dtype=bool)
+        for one in points:
+            distances = np.linalg.norm(codes - one, axis=1)
+            tolerance = max(1e-4 * float(np.median(distances)), 1e-6 * float(np.linalg.norm(one)), 1e-300)
+            at |= distances <= tolerance
+    else:
+        units = codes / np.maximum(np.linalg.norm(codes, axis=1), 1e-300)[:, None]
+        directions = points / np.maximum(np.linalg.norm(points, axis=1), 1e-300)[:, None]
+        at = np.any(units @ directions.T > math.cos(within_angle), axis=1)
+    keep = ~at
     return (codes[keep], scores[keep]) if keep.any() else (codes, scores)
 
 

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
-from latentopt_cmafamily._base import FamilyOptimizer, as_array, check_flag, ranked_parents
+from latentopt_cmafamily._base import FamilyOptimizer, as_array, check_flag, ranked_parents, without_rows_at
 
 SCHEDULES = ("exp", "inv")
 FIRST_GENERATIONS = ("samples", "initial")
@@ -234,14 +234,10 @@ class SphereCMA(FamilyOptimizer):
             self.recent = np.concatenate([self.recent, self.centre[None]])[-self.average_generations:]
 
     def _samples_only(self, codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The told rows other than the shown centre and average (recognised by direction, so injected or
-        dropped rows do not matter); all rows if nothing else would be left."""
+        """The told rows other than the shown centre and average (recognised by direction)."""
         average = self.average_centre
-        shown = [self.centre] + ([] if average is None else [average])
-        norms = np.maximum(np.linalg.norm(codes, axis=1), 1e-300)
-        cosines = (codes / norms[:, None]) @ np.stack(shown).T
-        keep = ~np.any(cosines > math.cos(SHOWN_ANGLE), axis=1)
-        return (codes[keep], scores[keep]) if keep.any() else (codes, scores)
+        shown = np.stack([self.centre] + ([] if average is None else [average]))
+        return without_rows_at(codes, scores, shown, within_angle=SHOWN_ANGLE)
 
     def _family_state(self) -> dict[str, Any]:
         return {"centre": self.centre.copy(), "updates": self.updates, "recent": self.recent.copy(),
