@@ -362,12 +362,17 @@ def interval(values: Sequence[float]) -> tuple[float, float, float]:
     return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
 
 
+def _run_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes two optimizers' runs a matched pair: the unit, the noise level and the seed."""
+    return row["area"], row["channel"], row["noise"], row["seed"]
+
+
 def paired(rows: list[dict[str, Any]], ours: str, ref: str, where: Any,
            field: str = "norm_activation") -> np.ndarray:
     """``field`` of ``ours`` minus ``ref`` over the (area, channel, noise, seed) both ran (and where both
     have a value: ``evals_to_natural`` is None for a run that never passed)."""
     def by_run(who: str) -> dict[tuple[Any, ...], float]:
-        return {(r["area"], r["channel"], r["noise"], r["seed"]): r[field] for r in rows
+        return {_run_key(r): r[field] for r in rows
                 if r["optimizer"] == who and where(r) and r[field] is not None}
     mine, theirs = by_run(ours), by_run(ref)
     keys = sorted(set(mine) & set(theirs), key=str)
@@ -408,7 +413,8 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
     pairs = comparisons(names)
     if pairs:
         lines += ["", "## Ratio ours / reference", "",
-                  "Mean normalised activation over the runs of each column; our optimizers that are not a "
+                  "Mean normalised activation over the matched runs of each column (the same unit, noise level "
+                  "and seed on both sides); our optimizers that are not a "
                   "reference algorithm's pair are compared with the reference SphereCMA. Evaluations to pass the "
                   "best natural image: ratio of the medians over the runs that passed.", "",
                   "| ours | reference | all | " + " | ".join([*areas, *(f"noise {n:g}" for n in noises)])
@@ -417,9 +423,10 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
             cells = []
             for where in (lambda r: True, *(lambda r, a=a: r["area"] == a for a in areas),
                           *(lambda r, n=n: r["noise"] == n for n in noises)):
-                chosen = [[r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)]
+                chosen = [{_run_key(r): r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)}
                           for who in (ours, ref)]
-                means = [float(np.nanmean(c)) if c else float("nan") for c in chosen]
+                matched = sorted(set(chosen[0]) & set(chosen[1]), key=str)  # the same runs on both sides
+                means = [float(np.nanmean([c[k] for k in matched])) if matched else float("nan") for c in chosen]
                 cells.append(f"{means[0] / means[1]:.3f}" if means[1] > 0 else "")
             hits = [[r["evals_to_natural"] for r in rows if r["optimizer"] == who and r["evals_to_natural"] is not None]
                     for who in (ours, ref)]

@@ -319,3 +319,14 @@ def test_evaluations_to_natural_are_compared_run_with_run_leaving_out_runs_that_
                 if x.startswith("| bench_sphere_cma | ref:SphereCMA | 4 |"))
     p = stats.wilcoxon([80, 40, 120, 280], [81, 81, 122, 204]).pvalue
     assert line == f"| bench_sphere_cma | ref:SphereCMA | 4 | 3 | 1 | 0 | {np.median(diff):+.0f} | {p:.3f} |"
+
+
+def test_a_ratio_compares_only_the_runs_both_sides_made() -> None:
+    # ours ran seed 0 only, the reference seeds 0 and 1 (say, a smaller grid for an ablation)
+    rows = [{"optimizer": name, "area": "PIT", "channel": 0, "noise": 0.5, "seed": seed, "norm_activation": value,
+             "norm_best_ever": value, "evals_to_natural": None, "evaluations": 100}
+            for name, seed, value in [("bench_sep_cma", 0, 0.6), ("ref:SphereCMA", 0, 0.5), ("ref:SphereCMA", 1, 1.0)]]
+    line = next(x for x in sidebyside.table(rows, {}, {}).splitlines()
+                if x.startswith("| bench_sep_cma | ref:SphereCMA |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2] == f"{0.6 / 0.5:.3f}"  # not 0.6 / 0.75 over every reference run
