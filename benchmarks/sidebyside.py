@@ -27,6 +27,11 @@ Outputs in ``--out``:
 
 * ``settings.json``: what ``--merge`` needs to rebuild the table.
 
+The natural bar is the best of the 4 default photographs unless ``--natural natural:N`` (N crops of the
+offline natural set) raises it; ``--merge ... --natural natural:N`` recomputes ``evals_to_natural`` from
+the stored trajectories without running again. Ratios and paired differences use matched runs only (the
+same unit, noise level and seed on both sides).
+
 Our optimizers that are not a reference algorithm's pair (``PAIRS``) are compared with the reference
 SphereCMA. ``--ours`` takes presets with overrides for ablations, ``"bench_sphere_cma[show_centre=false]"``.
 One process per core: ``--shard 0/2`` and ``--shard 1/2`` split the jobs, ``--merge`` joins their folders
