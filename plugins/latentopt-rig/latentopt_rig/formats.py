@@ -181,12 +181,20 @@ def _csv_rows(data: bytes) -> tuple[list[str], Any]:
     if not body.endswith(CSV_END) or (len(body) > len(CSV_END) and body[-len(CSV_END) - 1] not in "\r\n"):
         raise ResponseFileError(f"csv does not end with the line {CSV_END!r} (still being written?)")
     limits.check_count("csv rows", body.count("\n"), limits.MAX_CSV_ROWS)
-    # every distinct image id is at least one trial: refuse too many before parsing a single row (the first
-    # field up to a comma; a quoted id holding a comma can only make this count smaller, never larger)
-    lines = body[: -len(CSV_END)].splitlines()[1:]
-    limits.check_count("trials", len({line.split(",", 1)[0] for line in lines if line.strip()}), limits.MAX_TRIALS)
-    reader = csv.reader(line for line in io.StringIO(body[: -len(CSV_END)]) if line.strip())
-    header = next(reader, [])
+    content = body[: -len(CSV_END)]
+
+    def rows() -> Any:
+        return csv.reader(line for line in io.StringIO(content) if line.strip())
+
+    # every distinct image id is at least one trial: too many are refused before any value is parsed
+    # (csv's own parser in C, so quoted ids count right; it stops at the first id over the limit)
+    ids: set[str] = set()
+    for row in itertools.islice(rows(), 1, None):
+        if row and row[0] not in ids:
+            ids.add(row[0])
+            limits.check_count("trials", len(ids), limits.MAX_TRIALS)
+    reader = rows()
+    header: list[str] = next(reader, [])
     if header[:2] != ["image_id", "channel"] or len(header) < 3:
         raise ResponseFileError("csv header must be image_id,channel,count or image_id,channel,<t0>:<t1>,...")
     limits.check_count("csv time bins", len(header) - 2, limits.MAX_BINS)
