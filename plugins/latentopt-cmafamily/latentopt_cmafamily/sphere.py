@@ -103,6 +103,8 @@ class SphereCMA(FamilyOptimizer):
         average_generations: with ``show_centre``, also show the average of the last K centres as the
             second code (0: off).
         first_generation: ``"samples"`` or ``"initial"`` (see the module docstring).
+        mirrored: draw the samples in mirrored pairs ``c ± v`` (antithetic sampling, Brockhoff et al.
+            2010): the pair's random parts cancel when both are recombined.
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class SphereCMA(FamilyOptimizer):
         show_centre: bool = False,
         average_generations: int = 0,
         first_generation: str = "samples",
+        mirrored: bool = False,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         if schedule not in SCHEDULES:
@@ -157,6 +160,7 @@ class SphereCMA(FamilyOptimizer):
             raise ConfigError(f"optimizer.first_generation must be one of {FIRST_GENERATIONS}, "
                               f"got {first_generation!r}")
         self.first_generation = first_generation
+        self.mirrored = check_flag(mirrored, "optimizer.mirrored")
         self.initial = np.zeros((0, self.dim))  # unit directions of the first generation ("initial" only)
         if first_generation == "initial":
             start = np.asarray(initial_codes, dtype=np.float64)[: self.population_size]
@@ -195,19 +199,31 @@ class SphereCMA(FamilyOptimizer):
         )
 
     def _propose(self, n: int) -> np.ndarray:
-        tangents = self.rng.standard_normal((n, self.dim)) * (self._angle() / math.sqrt(self.dim))
-        tangents -= np.outer(tangents @ self.centre, self.centre)
-        codes = exp_map(self.centre, tangents)
         if self.updates == 0 and self.initial.shape[0]:
             k = min(n, self.initial.shape[0])
-            codes[:k] = self.initial[:k]  # samples fill in if fewer initial codes
+            codes = np.concatenate([self.initial[:k], self._samples(n - k, k)])  # samples fill in if fewer
             return self.sphere_norm * codes
-        if self.show_centre:
-            codes[0] = self.centre
         average = self.average_centre
-        if average is not None:
-            codes[1] = average
-        return self.sphere_norm * codes
+        shown = ([self.centre] if self.show_centre else []) + ([] if average is None else [average])
+        codes = np.concatenate([np.asarray(shown).reshape(-1, self.dim), self._samples(n - len(shown), len(shown))])
+        return self.sphere_norm * codes[:n]
+
+    def _samples(self, n: int, shown: int) -> np.ndarray:
+        """``n`` unit codes at the current angle around the centre, to follow ``shown`` shown codes.
+
+        Unmirrored, ``n + shown`` are drawn and the first ``shown`` discarded (the random stream of the
+        runs before ``mirrored`` existed); ``mirrored``: ``⌈n/2⌉`` are drawn and shown in pairs ``±v``.
+        """
+        drawn = (n + 1) // 2 if self.mirrored else n + shown
+        if drawn <= 0:
+            return np.zeros((0, self.dim))
+        tangents = self.rng.standard_normal((drawn, self.dim)) * (self._angle() / math.sqrt(self.dim))
+        tangents -= np.outer(tangents @ self.centre, self.centre)
+        if self.mirrored:
+            tangents = np.concatenate([tangents, -tangents])
+        else:
+            tangents = tangents[shown:]
+        return exp_map(self.centre, tangents[:n])
 
     @property
     def average_centre(self) -> np.ndarray | None:
@@ -268,4 +284,5 @@ class SphereCMA(FamilyOptimizer):
             "show_centre": self.show_centre,
             "average_generations": self.average_generations,
             "first_generation": self.first_generation,
+            "mirrored": self.mirrored,
         }

@@ -191,3 +191,40 @@ def test_settings_that_leave_no_sphere_are_refused_naming_the_key() -> None:
             SphereCMA(codes, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"optimizer\.sphere_norm: the initial codes have norm 0"):
         SphereCMA(np.zeros((6, 5)), sphere_norm=None)
+
+
+@pytest.mark.parametrize("n", [9, 10])
+def test_mirrored_samples_come_in_pairs_about_the_centre_after_the_shown_codes(n: int) -> None:
+    rng = np.random.default_rng(6)
+    optimizer = SphereCMA(rng.standard_normal((n, 48)).astype(np.float32), seed=1, sphere_norm=3.0,
+                          show_centre=True, average_generations=2, mirrored=True)
+    optimizer.tell(codes := optimizer.ask(), -np.linalg.norm(codes - 1, axis=1))
+    codes = optimizer.ask().astype(np.float64) / 3.0
+    np.testing.assert_allclose(codes[0], optimizer.centre, atol=1e-6)  # shown codes first, unmirrored
+    samples = codes[2:]
+    np.testing.assert_allclose(np.linalg.norm(samples, axis=1), 1.0, rtol=1e-5)
+    # the log map at the centre: sample k and its mirror have opposite tangents of the same angle
+    cosines = samples @ optimizer.centre
+    tangents = samples - np.outer(cosines, optimizer.centre)
+    half = (samples.shape[0] + 1) // 2
+    pairs = samples.shape[0] - half
+    np.testing.assert_allclose(cosines[half:], cosines[:pairs], atol=1e-6)
+    np.testing.assert_allclose(tangents[half:], -tangents[:pairs], atol=1e-6)
+    assert not np.allclose(tangents[0], tangents[1], atol=1e-3)
+    assert optimizer.provenance()["mirrored"] is True
+    from latentopt.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer\.mirrored"):
+        SphereCMA(np.ones((4, 8), np.float32), mirrored="yes")  # type: ignore[arg-type]
+
+
+def test_mirrored_off_keeps_the_random_stream_of_unmirrored_runs() -> None:
+    """Mirroring is opt-in; without it the codes do not depend on whether shown codes replace samples."""
+    initial = np.random.default_rng(7).standard_normal((8, 24)).astype(np.float32)
+    plain, shown = SphereCMA(initial, seed=3), SphereCMA(initial, seed=3, show_centre=True)
+    for _ in range(3):
+        a, b = plain.ask(), shown.ask()
+        np.testing.assert_array_equal(a[1:], b[1:])  # the same draws; row 0 is the centre when shown
+        plain.tell(a, -np.linalg.norm(a, axis=1))
+        shown.tell(a, -np.linalg.norm(a, axis=1))
+        shown.centre = plain.centre.copy()
