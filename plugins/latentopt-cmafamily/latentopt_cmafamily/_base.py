@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import ConfigError
+from latentopt.checks import ConfigError, integer
 from latentopt.optimizer import Optimizer, initial_mean
 
 __all__ = ["FamilyOptimizer", "as_array", "check_flag", "effective_mu", "initial_mean", "ranked_parents",
@@ -119,6 +119,17 @@ def check_flag(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{key} must be true or false, got {value!r}")
     return value
+
+
+def average_count(value: Any, show_centre: bool, population: int) -> int:
+    """``average_generations`` checked: a count >= 0 that needs ``show_centre`` and room for two shown codes."""
+    count = integer(value, "optimizer.average_generations", minimum=0)
+    if count and not show_centre:
+        raise ConfigError("optimizer.average_generations needs optimizer.show_centre=true (the average is shown "
+                          "beside the centre)")
+    if count and population < 3:
+        raise ConfigError("optimizer.average_generations needs optimizer.population_size >= 3")
+    return int(count)
 
 
 def without_rows_at(codes: np.ndarray, scores: np.ndarray, point: np.ndarray, *,

@@ -26,6 +26,7 @@ from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
+    average_count,
     check_flag,
     effective_mu,
     initial_mean,
@@ -201,6 +202,8 @@ class CholeskyCMA(FamilyOptimizer):
         a_update_every: generations between rank-one updates of the Cholesky factor (10).
         show_centre: show the mean as the first code of every generation; it is scored but not
             recombined (the update uses the λ − 1 samples).
+        average_generations: with ``show_centre``, also show the average of the last K means as the
+            second code, scored and not recombined (iterate averaging, as SphereCMA's; 0: off).
     """
 
     def __init__(
@@ -215,9 +218,11 @@ class CholeskyCMA(FamilyOptimizer):
         init_mean: str = "zero",
         a_update_every: int = 10,
         show_centre: bool = False,
+        average_generations: int = 0,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
+        self.average_generations = average_count(average_generations, self.show_centre, self.population_size)
         self.init_mean = init_mean
         self.sigma0 = float(sigma0)
         self.core = CholeskyCore(
@@ -226,6 +231,7 @@ class CholeskyCMA(FamilyOptimizer):
             mu=parent_count(mu, self.population_size) or self.population_size // 2,
             a_update_every=a_update_every,
         )
+        self.recent = np.zeros((0, self.core.mean.shape[0]))  # the last average_generations means, oldest first
 
     def _to_points(self, codes: np.ndarray) -> np.ndarray:
         """Codes ``(n, d)`` -> the space the core searches ``(n, k)`` (identity here)."""
@@ -244,21 +250,35 @@ class CholeskyCMA(FamilyOptimizer):
         codes = self._to_codes(self.core.sample(self.rng, n))
         if self.show_centre:
             codes[0] = self._mean_code()
+        average = self._average_codes()
+        codes[1:1 + average.shape[0]] = average
         return codes
+
+    def _average_codes(self) -> np.ndarray:
+        """``(1, d)``: the code at the average of the last ``average_generations`` means; ``(0, d)`` before."""
+        if not self.recent.shape[0]:
+            return np.zeros((0, self.dim))
+        return self._to_codes(self.recent.mean(0)[None])
 
     def _mean_code(self) -> np.ndarray:
         return self._to_codes(self.core.mean[None])[0]
 
     def _update(self, codes: np.ndarray, scores: np.ndarray) -> None:
         if self.show_centre:
-            codes, scores = without_rows_at(codes, scores, self._mean_code())
+            shown = np.concatenate([self._mean_code()[None], self._average_codes()])
+            codes, scores = without_rows_at(codes, scores, shown)
         self.core.update(self._to_points(codes), scores)
+        if self.average_generations:
+            self.recent = np.concatenate([self.recent, self.core.mean[None]])[-self.average_generations:]
 
     def _family_state(self) -> dict[str, Any]:
-        return self.core.state_dict()
+        return {**self.core.state_dict(), "recent": self.recent.copy()}
 
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.core.load_state_dict(state)
+        recent = as_array(state["recent"]) if "recent" in state else np.zeros((0, self.core.mean.shape[0]))
+        self.recent = recent.reshape(-1, self.core.mean.shape[0])[-self.average_generations:] \
+            if self.average_generations else np.zeros((0, self.core.mean.shape[0]))
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -267,5 +287,6 @@ class CholeskyCMA(FamilyOptimizer):
             "sigma0": self.sigma0,
             "init_mean": self.init_mean,
             "show_centre": self.show_centre,
+            "average_generations": self.average_generations,
             "algorithm": "Cholesky CMA-ES (Wang & Ponce 2022)",
         }

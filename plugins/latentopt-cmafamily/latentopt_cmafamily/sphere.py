@@ -41,7 +41,14 @@ from typing import Any
 import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
-from latentopt_cmafamily._base import FamilyOptimizer, as_array, check_flag, ranked_parents, without_rows_at
+from latentopt_cmafamily._base import (
+    FamilyOptimizer,
+    as_array,
+    average_count,
+    check_flag,
+    ranked_parents,
+    without_rows_at,
+)
 
 SCHEDULES = ("exp", "inv")
 FIRST_GENERATIONS = ("samples", "initial")
@@ -149,13 +156,7 @@ class SphereCMA(FamilyOptimizer):
         self.step_start_deg, self.step_end_deg = float(step_start_deg), float(step_end_deg)
         self.schedule_generations = int(schedule_generations)
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
-        integer(average_generations, "optimizer.average_generations", minimum=0)
-        if average_generations and not show_centre:
-            raise ConfigError("optimizer.average_generations needs optimizer.show_centre=true (the average is shown "
-                              "beside the centre)")
-        if average_generations and self.population_size < 3:
-            raise ConfigError("optimizer.average_generations needs optimizer.population_size >= 3")
-        self.average_generations = int(average_generations)
+        self.average_generations = average_count(average_generations, self.show_centre, self.population_size)
         if first_generation not in FIRST_GENERATIONS:
             raise ConfigError(f"optimizer.first_generation must be one of {FIRST_GENERATIONS}, "
                               f"got {first_generation!r}")

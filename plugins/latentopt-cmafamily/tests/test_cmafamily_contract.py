@@ -159,7 +159,10 @@ def test_latentopt_contract_checks_pass(name: str) -> None:
     ("name", "extra"),
     [
         ("sphere_cma", {"show_centre": True, "average_generations": 3, "first_generation": "initial"}),
+        ("sphere_cma", {"show_centre": True, "average_generations": 3, "first_generation": "initial",
+                        "mirrored": True}),
         ("cholesky_cma", {"show_centre": True}),
+        ("cholesky_cma", {"show_centre": True, "average_generations": 3}),
         ("sep_cma", {"show_centre": True}),
     ],
 )

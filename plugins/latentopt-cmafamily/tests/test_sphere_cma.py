@@ -228,3 +228,32 @@ def test_mirrored_off_keeps_the_random_stream_of_unmirrored_runs() -> None:
         plain.tell(a, -np.linalg.norm(a, axis=1))
         shown.tell(a, -np.linalg.norm(a, axis=1))
         shown.centre = plain.centre.copy()
+
+
+def test_cholesky_average_generations_shows_the_mean_of_the_last_k_means_scored_but_not_recombined() -> None:
+    from latentopt.checks import ConfigError
+    from latentopt_cmafamily import OPTIMIZERS
+
+    initial = np.random.default_rng(11).standard_normal((10, 30)).astype(np.float32)
+    settings = {"seed": 4, "show_centre": True, "init_mean": "codes", "sigma0": 0.5, "average_generations": 3}
+    shown, twin = OPTIMIZERS["cholesky_cma"](initial, **settings), OPTIMIZERS["cholesky_cma"](initial, **settings,
+                                                                                               nan_policy="drop")
+    rng, means = np.random.default_rng(12), []
+    for generation in range(4):
+        codes, twin_codes = shown.ask(), twin.ask()
+        np.testing.assert_allclose(codes, twin_codes)
+        scores, shown_rows = rng.standard_normal(10), 1 if generation == 0 else 2  # no average before an update
+        scores[:shown_rows] = 50.0  # the mean and the average as the best codes: still not parents
+        shown.tell(codes, scores)
+        twin.tell(twin_codes, np.where(np.arange(10) < shown_rows, np.nan, scores))
+        means.append(shown.core.mean.copy())
+    codes = shown.ask().astype(np.float64)
+    np.testing.assert_allclose(codes[0], means[-1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codes[1], np.mean(means[-3:], axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(codes, twin.ask(), rtol=1e-6, atol=1e-6)
+    restored = OPTIMIZERS["cholesky_cma"](initial * 0 + 1, **settings)
+    restored.load_state_dict(shown.state_dict())
+    np.testing.assert_array_equal(restored.ask(), shown.ask())
+    assert shown.provenance()["average_generations"] == 3
+    with pytest.raises(ConfigError, match="show_centre"):
+        OPTIMIZERS["cholesky_cma"](initial, average_generations=2)
