@@ -608,9 +608,14 @@ def merge(folders: Sequence[str], out: Path, natural_images: str | None = None) 
         trajectories += more_trajectories
         key = "optimizers (first unit/seed)"
         used = {**settings.get(key, {}), **more_settings.get(key, {})}
-        for key in ("areas", "units", "seeds"):
-            more_settings[key] = sorted({*settings.get(key, []), *more_settings.get(key, [])}, key=str)
         settings = {**settings, **more_settings, "optimizers (first unit/seed)": used}
+    # the grid is what the merged runs cover, not the last folder's (a shard's) settings
+    settings.pop("shard", None)
+    settings["areas"] = sorted({str(row["area"]) for row in rows})
+    settings["units"] = sorted({int(row["channel"]) for row in rows})
+    settings["seeds"] = sorted({int(row["seed"]) for row in rows})
+    levels = sorted({float(row["noise"]) for row in rows})
+    settings["noise"] = "multiplicative, levels " + ", ".join(f"{n:g}" for n in levels)
     settings["merged from"] = [str(Path(f)) for f in folders]
     seen: set[tuple[Any, ...]] = set()
     for row in rows:

@@ -252,6 +252,12 @@ def test_shards_merged_give_the_runs_of_one_unsharded_run(tmp_path: Path, capsys
         for field in ("activation", "best_ever", "norm_activation", "norm_best_ever", "evaluations"):
             assert float(a[field]) == pytest.approx(float(b[field]), rel=1e-9), field
     assert len(json.loads((tmp_path / "m" / "trajectories.json").read_text())) == 4
+    # folders of different grids: the merged settings name the union of what the runs cover, no shard
+    assert sidebyside.main([*base, "--noise", "0.2", "--seeds", "3", "--out", str(tmp_path / "more")]) == 0
+    assert sidebyside.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "more"), "--out", str(tmp_path / "g")]) == 0
+    settings = json.loads((tmp_path / "g" / "settings.json").read_text())
+    assert settings["noise"] == "multiplicative, levels 0, 0.2, 0.5" and settings["seeds"] == [0, 3]
+    assert "shard" not in settings and settings["areas"] == ["V1"] and settings["units"] == [0]
     capsys.readouterr()
     # the same shard twice, a folder without runs, a malformed --shard: one-line errors, nothing written
     assert sidebyside.main(["--merge", str(tmp_path / "s0"), str(tmp_path / "s0"), "--out", str(tmp_path / "d")]) == 2
