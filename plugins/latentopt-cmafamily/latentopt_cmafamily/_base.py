@@ -132,6 +132,18 @@ def average_count(value: Any, show_centre: bool, population: int) -> int:
     return int(count)
 
 
+def with_recent(recent: np.ndarray, point: np.ndarray, count: int) -> np.ndarray:
+    """The window of the last ``count`` points ``(k, d)``, oldest first, with ``point`` ``(d,)`` added."""
+    return np.concatenate([recent, point[None]])[-count:]
+
+
+def recent_from_state(state: dict[str, Any], count: int, dim: int) -> np.ndarray:
+    """The saved window of the last ``count`` points as ``(k, dim)`` (empty when off or not saved)."""
+    if not count or "recent" not in state:
+        return np.zeros((0, dim))
+    return as_array(state["recent"]).reshape(-1, dim)[-count:]
+
+
 def without_rows_at(codes: np.ndarray, scores: np.ndarray, point: np.ndarray, *,
                     within_angle: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The told rows other than those at a shown point (a mean or a centre), so that injected or dropped

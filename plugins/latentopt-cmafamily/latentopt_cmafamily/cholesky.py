@@ -31,7 +31,9 @@ from latentopt_cmafamily._base import (
     effective_mu,
     initial_mean,
     ranked_parents,
+    recent_from_state,
     recombination_weights,
+    with_recent,
     without_rows_at,
 )
 
@@ -269,16 +271,14 @@ class CholeskyCMA(FamilyOptimizer):
             codes, scores = without_rows_at(codes, scores, shown)
         self.core.update(self._to_points(codes), scores)
         if self.average_generations:
-            self.recent = np.concatenate([self.recent, self.core.mean[None]])[-self.average_generations:]
+            self.recent = with_recent(self.recent, self.core.mean, self.average_generations)
 
     def _family_state(self) -> dict[str, Any]:
         return {**self.core.state_dict(), "recent": self.recent.copy()}
 
     def _load_family_state(self, state: dict[str, Any]) -> None:
         self.core.load_state_dict(state)
-        recent = as_array(state["recent"]) if "recent" in state else np.zeros((0, self.core.mean.shape[0]))
-        self.recent = recent.reshape(-1, self.core.mean.shape[0])[-self.average_generations:] \
-            if self.average_generations else np.zeros((0, self.core.mean.shape[0]))
+        self.recent = recent_from_state(state, self.average_generations, self.core.mean.shape[0])
 
     def provenance(self) -> dict[str, Any]:
         return {

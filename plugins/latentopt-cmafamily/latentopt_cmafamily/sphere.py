@@ -47,6 +47,8 @@ from latentopt_cmafamily._base import (
     average_count,
     check_flag,
     ranked_parents,
+    recent_from_state,
+    with_recent,
     without_rows_at,
 )
 
@@ -248,7 +250,7 @@ class SphereCMA(FamilyOptimizer):
         self.updates += 1
         self.initial = np.zeros((0, self.dim))
         if self.average_generations:
-            self.recent = np.concatenate([self.recent, self.centre[None]])[-self.average_generations:]
+            self.recent = with_recent(self.recent, self.centre, self.average_generations)
 
     def _samples_only(self, codes: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The told rows other than the shown centre and average (recognised by direction)."""
@@ -266,9 +268,7 @@ class SphereCMA(FamilyOptimizer):
             self.schedule_generations = int(state["schedule_generations"])
         initial = state.get("initial")
         self.initial = np.zeros((0, self.dim)) if initial is None else as_array(initial).reshape(-1, self.dim)
-        recent = as_array(state["recent"]) if "recent" in state else np.zeros((0, self.dim))
-        self.recent = recent.reshape(-1, self.dim)[-self.average_generations:] if self.average_generations \
-            else np.zeros((0, self.dim))
+        self.recent = recent_from_state(state, self.average_generations, self.dim)
 
     def provenance(self) -> dict[str, Any]:
         return {
