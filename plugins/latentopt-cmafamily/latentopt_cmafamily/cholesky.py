@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import ConfigError, finite_number, parent_count
+from latentopt.checks import ConfigError, finite_number, integer, parent_count
 from latentopt_cmafamily._base import (
     FamilyOptimizer,
     as_array,
@@ -36,6 +36,9 @@ from latentopt_cmafamily._base import (
     with_recent,
     without_rows_at,
 )
+
+STEP_SCHEDULES = ("csa", "exp")
+DEFAULT_SCHEDULE_GENERATIONS = 75
 
 
 class LowRankFactor:
@@ -104,13 +107,26 @@ class CholeskyCore:
         sigma0: initial step size σ₀.
         mu: number of parents.
         a_update_every: generations between rank-one updates of ``A`` (10 in the paper).
+        step_schedule: ``"csa"`` (cumulative step-size adaptation, the paper) or ``"exp"``: σ decays
+            geometrically, ``σ_t = σ₀ r^(t/(T−1))`` with ``r = sigma_end_ratio`` over
+            ``T = schedule_generations`` generations, and stays at ``σ₀ r`` after them.
     """
 
-    def __init__(self, mean: np.ndarray, *, sigma0: float, mu: int, a_update_every: int) -> None:
+    def __init__(self, mean: np.ndarray, *, sigma0: float, mu: int, a_update_every: int,
+                 step_schedule: str = "csa", sigma_end_ratio: float = 7.33 / 50.0,
+                 schedule_generations: int = DEFAULT_SCHEDULE_GENERATIONS) -> None:
         k = int(mean.shape[0])
         finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
         if a_update_every < 1:
             raise ConfigError(f"a_update_every must be >= 1, got {a_update_every}")
+        if step_schedule not in STEP_SCHEDULES:
+            raise ConfigError(f"optimizer.step_schedule must be one of {STEP_SCHEDULES}, got {step_schedule!r}")
+        finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
+        if sigma_end_ratio <= 0:
+            raise ConfigError(f"optimizer.sigma_end_ratio must be > 0, got {sigma_end_ratio}")
+        self.step_schedule, self.sigma_end_ratio = step_schedule, float(sigma_end_ratio)
+        self.schedule_generations = integer(schedule_generations, "optimizer.schedule_generations", minimum=1)
+        self.sigma0 = float(sigma0)
         self.dim, self.mu, self.a_update_every = k, int(mu), int(a_update_every)
         mueff = effective_mu(recombination_weights(self.mu))
         self.cc = 4.0 / (k + 4.0)
@@ -143,8 +159,12 @@ class CholeskyCore:
         self.pc = (1 - self.cc) * self.pc + math.sqrt(self.cc * (2 - self.cc) * mueff) * (
             self.factor.rows_times(zw[None])[0]
         )
-        self.sigma *= math.exp((self.cs / self.damps) * (np.linalg.norm(self.ps) / self.chi_n - 1.0))
         self.generation += 1
+        if self.step_schedule == "exp":
+            t = min(self.generation, self.schedule_generations - 1) / max(self.schedule_generations - 1, 1)
+            self.sigma = self.sigma0 * self.sigma_end_ratio**t
+        else:
+            self.sigma *= math.exp((self.cs / self.damps) * (np.linalg.norm(self.ps) / self.chi_n - 1.0))
         if self.generation % self.a_update_every == 0:
             self._rank_one_update()
 
@@ -169,6 +189,9 @@ class CholeskyCore:
             "c1": self.c1,
             "damps": self.damps,
             "a_update_every": self.a_update_every,
+            "step_schedule": self.step_schedule,
+            **({"sigma_end_ratio": self.sigma_end_ratio, "schedule_generations": self.schedule_generations}
+               if self.step_schedule == "exp" else {}),
         }
 
     def state_dict(self) -> dict[str, Any]:
@@ -178,6 +201,7 @@ class CholeskyCore:
             "ps": self.ps.copy(),
             "pc": self.pc.copy(),
             "generation": self.generation,
+            "schedule_generations": self.schedule_generations,
             "factor": self.factor.state_dict(),
             "inverse": self.inverse.state_dict(),
         }
@@ -186,6 +210,8 @@ class CholeskyCore:
         self.mean, self.ps, self.pc = as_array(state["mean"]), as_array(state["ps"]), as_array(state["pc"])
         self.sigma = float(state["sigma"])
         self.generation = int(state["generation"])
+        if "schedule_generations" in state:  # states written before the schedule existed lack it
+            self.schedule_generations = int(state["schedule_generations"])
         self.factor.load_state_dict(state["factor"])
         self.inverse.load_state_dict(state["inverse"])
 
@@ -206,6 +232,12 @@ class CholeskyCMA(FamilyOptimizer):
             recombined (the update uses the λ − 1 samples).
         average_generations: with ``show_centre``, also show the average of the last K means as the
             second code, scored and not recombined (iterate averaging, as SphereCMA's; 0: off).
+        step_schedule: ``"csa"`` (the paper's cumulative step-size adaptation) or ``"exp"`` (σ decays
+            geometrically from σ₀ to ``sigma_end_ratio`` σ₀, see :class:`CholeskyCore`).
+        sigma_end_ratio: σ at the last scheduled generation / σ₀ (``"exp"`` only; 0.1466 is
+            SphereCMA's 50° -> 7.33°).
+        schedule_generations: generations of the decay (``"exp"`` only); None: the run's planned
+            generations (:meth:`plan_generations`), 75 if never told.
     """
 
     def __init__(
@@ -221,8 +253,12 @@ class CholeskyCMA(FamilyOptimizer):
         a_update_every: int = 10,
         show_centre: bool = False,
         average_generations: int = 0,
+        step_schedule: str = "csa",
+        sigma_end_ratio: float = 7.33 / 50.0,
+        schedule_generations: int | None = None,
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
+        self.schedule_from_run = schedule_generations is None
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         self.average_generations = average_count(average_generations, self.show_centre, self.population_size)
         self.init_mean = init_mean
@@ -232,6 +268,9 @@ class CholeskyCMA(FamilyOptimizer):
             sigma0=sigma0,
             mu=parent_count(mu, self.population_size) or self.population_size // 2,
             a_update_every=a_update_every,
+            step_schedule=step_schedule,
+            sigma_end_ratio=sigma_end_ratio,
+            schedule_generations=DEFAULT_SCHEDULE_GENERATIONS if schedule_generations is None else schedule_generations,
         )
         self.recent = np.zeros((0, self.core.mean.shape[0]))  # the last average_generations means, oldest first
 
@@ -242,6 +281,12 @@ class CholeskyCMA(FamilyOptimizer):
     def _to_codes(self, points: np.ndarray) -> np.ndarray:
         """Points ``(n, k)`` -> codes ``(n, d)`` (identity here)."""
         return points
+
+    def plan_generations(self, generations: int) -> None:
+        """With ``step_schedule="exp"`` and ``schedule_generations=None``, σ decays over the run's
+        ``generations``."""
+        if self.schedule_from_run and self.core.generation == 0 and generations >= 1:
+            self.core.schedule_generations = int(generations)
 
     @property
     def sigma(self) -> float:

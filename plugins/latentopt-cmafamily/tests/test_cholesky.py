@@ -43,3 +43,37 @@ def test_init_mean_codes_starts_at_their_mean() -> None:
     codes = np.random.default_rng(2).standard_normal((40, 16)).astype(np.float32) + 5
     optimizer = CholeskyCMA(codes, init_mean="codes", sigma0=1e-3)
     np.testing.assert_allclose(optimizer.ask().mean(0), codes.mean(0), atol=1e-2)
+
+
+def test_exp_schedule_decays_sigma_geometrically_over_the_planned_run_and_resumes() -> None:
+    import pytest
+
+    from latentopt.checks import ConfigError
+
+    codes = np.random.default_rng(3).standard_normal((10, 12)).astype(np.float32)
+    optimizer = CholeskyCMA(codes, sigma0=2.0, step_schedule="exp", sigma_end_ratio=0.25)
+    assert optimizer.core.schedule_generations == 75  # never told: the paper's length
+    optimizer.plan_generations(9)
+    sigmas = [optimizer.sigma]
+    for generation in range(12):
+        batch = optimizer.ask()
+        optimizer.tell(batch, -np.abs(batch).sum(1))
+        sigmas.append(optimizer.sigma)
+        if generation == 4:
+            state = optimizer.state_dict()
+    # generation g is sampled at σ0 r^(g/(T-1)): the 9th (g = 8) and every later one at σ0 r
+    np.testing.assert_allclose(sigmas[:9], 2.0 * 0.25 ** (np.arange(9) / 8), rtol=1e-12)
+    np.testing.assert_allclose(sigmas[9:], 0.5, rtol=1e-12)
+    optimizer.plan_generations(50)  # too late: the run has started
+    assert optimizer.core.schedule_generations == 9
+    resumed = CholeskyCMA(codes, sigma0=2.0, step_schedule="exp", sigma_end_ratio=0.25)
+    resumed.load_state_dict(state)
+    assert resumed.core.schedule_generations == 9 and resumed.sigma == pytest.approx(sigmas[5])
+    assert resumed.provenance()["sigma_end_ratio"] == 0.25
+    csa = CholeskyCMA(codes, sigma0=2.0)
+    csa.plan_generations(9)
+    assert "sigma_end_ratio" not in csa.provenance() and csa.provenance()["step_schedule"] == "csa"
+    for bad, key in (({"step_schedule": "cosine"}, "step_schedule"), ({"sigma_end_ratio": 0.0}, "sigma_end_ratio"),
+                     ({"schedule_generations": 0}, "schedule_generations")):
+        with pytest.raises(ConfigError, match=rf"optimizer\.{key}"):
+            CholeskyCMA(codes, **{"step_schedule": "exp", "sigma_end_ratio": 0.5, **bad})

@@ -163,6 +163,8 @@ def test_latentopt_contract_checks_pass(name: str) -> None:
                         "mirrored": True}),
         ("cholesky_cma", {"show_centre": True}),
         ("cholesky_cma", {"show_centre": True, "average_generations": 3}),
+        ("cholesky_cma", {"show_centre": True, "step_schedule": "exp", "sigma_end_ratio": 0.3,
+                          "schedule_generations": 20}),
         ("sep_cma", {"show_centre": True}),
     ],
 )
