@@ -35,7 +35,7 @@ SESSION = [
     "subject=rig_native", "subject.poll_s=0.02", "subject.settle_s=0.05", "subject.message_every_s=0.5",
     "generator.image_size=32", "generator.max_frequency=2", "optimizer.population_size=6",
     f"experiment.generations={GENERATIONS}", "experiment.references=[camera]", "progress=false", "device=cpu",
-    "experiment.threads={deepsim:{},biggan:{optimizer:{sphere_norm_factor:1}}}",
+    "experiment.threads={deepsim:{},biggan:{optimizer:{sigma0:0.2}}}",
     "live.enabled=true", "live.port=0",
 ]
 TINY = {"seed": 3, "device": "cpu", "progress": False,

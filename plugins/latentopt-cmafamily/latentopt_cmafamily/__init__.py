@@ -3,8 +3,8 @@
 A first-party plugin shaped exactly like a third-party one: it registers its optimizers and its
 Hydra config folder through latentopt's pluggy hooks (entry point group ``latentopt``).
 
-Optimizers: ``sphere_cma`` (latentopt's default optimizer and the suite's reference CMA), ``sep_cma`` (our
-diagonal CMA-ES), ``cholesky_cma``, ``hessian_cma``,
+Optimizers: ``cholesky_cma`` (latentopt's default optimizer and the suite's reference CMA), ``sphere_cma``,
+``sep_cma`` (our diagonal CMA-ES), ``hessian_cma``,
 ``nevergrad``, and ``gradient_ascent`` (the white-box reference for simulated neurons; also callable
 directly as :func:`gradient_ascent`).
 """
@@ -30,7 +30,7 @@ OPTIMIZERS: dict[str, type] = {
     "nevergrad": NevergradOptimizer,
     "gradient_ascent": GradientAscentOptimizer,
 }
-DEFAULT_CMA = "sphere_cma"
+DEFAULT_CMA = "cholesky_cma"
 """The default run's optimizer and the suite's reference CMA (issue 14: the side-by-side winner)."""
 
 __all__ = [

@@ -225,7 +225,9 @@ class CholeskyCMA(FamilyOptimizer):
         nan_policy: ``"worst"`` or ``"drop"``.
         population_size: λ, default ``n`` (40 in the paper).
         mu: parents, default λ // 2 (20 in the paper).
-        sigma0: initial step size (3 in the paper, for DeePSim fc6 codes).
+        sigma0: initial step size (3 in the paper, for DeePSim fc6 codes); None: ``sigma0_factor``
+            times the initial codes' scale (their mean norm / sqrt(d): 1 for fc6's N(0, 1) codes).
+        sigma0_factor: see ``sigma0`` (3: the paper's σ₀ for fc6, matched to any generator's codes).
         init_mean: ``"zero"`` (the paper) or ``"codes"`` (mean of ``initial_codes``).
         a_update_every: generations between rank-one updates of the Cholesky factor (10).
         show_centre: show the mean as the first code of every generation; it is scored but not
@@ -248,7 +250,8 @@ class CholeskyCMA(FamilyOptimizer):
         nan_policy: str = "worst",
         population_size: int | None = None,
         mu: int | None = None,
-        sigma0: float = 3.0,
+        sigma0: float | None = 3.0,
+        sigma0_factor: float = 3.0,
         init_mean: str = "zero",
         a_update_every: int = 10,
         show_centre: bool = False,
@@ -262,7 +265,15 @@ class CholeskyCMA(FamilyOptimizer):
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         self.average_generations = average_count(average_generations, self.show_centre, self.population_size)
         self.init_mean = init_mean
-        self.sigma0 = float(sigma0)
+        finite_number(sigma0_factor, "optimizer.sigma0_factor", minimum=0.0)
+        if sigma0 is None:
+            norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
+            sigma0 = float(sigma0_factor * norms.mean() / math.sqrt(self.dim))
+            if sigma0 <= 0:
+                raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
+                                  "scale is 0; give optimizer.sigma0")
+        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        self.sigma0, self.sigma0_factor = float(sigma0), float(sigma0_factor)
         self.core = CholeskyCore(
             self._to_points(initial_mean(np.asarray(initial_codes), init_mean)[None])[0],
             sigma0=sigma0,
@@ -330,6 +341,7 @@ class CholeskyCMA(FamilyOptimizer):
             **super().provenance(),
             **self.core.settings(),
             "sigma0": self.sigma0,
+            "sigma0_factor": self.sigma0_factor,
             "init_mean": self.init_mean,
             "show_centre": self.show_centre,
             "average_generations": self.average_generations,

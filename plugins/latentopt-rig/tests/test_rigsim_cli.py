@@ -19,7 +19,7 @@ OVERRIDES = [
     "subject=rig_native", "subject.poll_s=0.02", "subject.settle_s=0.05", "subject.timeout_s=0.5",
     "generator.image_size=32", "generator.max_frequency=2", "optimizer.population_size=6",
     "experiment.generations=2", "experiment.references=[camera]", "progress=false", "device=cpu",
-    "experiment.threads={deepsim:{},biggan:{optimizer:{sphere_norm_factor:1}}}",
+    "experiment.threads={deepsim:{},biggan:{optimizer:{sigma0:0.2}}}",
 ]
 
 
