@@ -114,6 +114,19 @@ class FamilyOptimizer(Optimizer):
     def _load_family_state(self, state: dict[str, Any]) -> None: ...
 
 
+STEP_SCHEDULES = ("csa", "exp")
+"""Step-size rules of the Euclidean CMA-ES variants: cumulative adaptation, or a geometric decay."""
+DEFAULT_SCHEDULE_GENERATIONS = 75
+"""Length of a decay schedule when the run's length is never told (the paper's 75 generations)."""
+
+
+def geometric_decay(start: float, end_ratio: float, step: int, generations: int) -> float:
+    """``start · end_ratio^(t/(T−1))`` at ``t = min(step, T − 1)``, ``T = generations``: the schedule
+    passes through ``start`` at step 0 and ``start · end_ratio`` at step ``T − 1``, then holds."""
+    t = min(step, generations - 1) / max(generations - 1, 1)
+    return start * end_ratio**t
+
+
 def check_flag(value: Any, key: str) -> bool:
     """A boolean setting, or a one-line ConfigError naming ``key``."""
     if not isinstance(value, bool):

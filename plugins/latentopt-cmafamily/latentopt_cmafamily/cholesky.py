@@ -24,11 +24,14 @@ import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
 from latentopt_cmafamily._base import (
+    DEFAULT_SCHEDULE_GENERATIONS,
+    STEP_SCHEDULES,
     FamilyOptimizer,
     as_array,
     average_count,
     check_flag,
     effective_mu,
+    geometric_decay,
     initial_mean,
     ranked_parents,
     recent_from_state,
@@ -36,9 +39,6 @@ from latentopt_cmafamily._base import (
     with_recent,
     without_rows_at,
 )
-
-STEP_SCHEDULES = ("csa", "exp")
-DEFAULT_SCHEDULE_GENERATIONS = 75
 
 
 class LowRankFactor:
@@ -161,8 +161,7 @@ class CholeskyCore:
         )
         self.generation += 1
         if self.step_schedule == "exp":
-            t = min(self.generation, self.schedule_generations - 1) / max(self.schedule_generations - 1, 1)
-            self.sigma = self.sigma0 * self.sigma_end_ratio**t
+            self.sigma = geometric_decay(self.sigma0, self.sigma_end_ratio, self.generation, self.schedule_generations)
         else:
             self.sigma *= math.exp((self.cs / self.damps) * (np.linalg.norm(self.ps) / self.chi_n - 1.0))
         if self.generation % self.a_update_every == 0:

@@ -28,10 +28,12 @@ import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, parent_count
 from latentopt_cmafamily._base import (
+    STEP_SCHEDULES,
     FamilyOptimizer,
     as_array,
     check_flag,
     effective_mu,
+    geometric_decay,
     initial_mean,
     ranked_parents,
     recombination_weights,
@@ -39,7 +41,6 @@ from latentopt_cmafamily._base import (
 )
 
 CS_RULES = ("ponce", "tutorial")
-STEP_SCHEDULES = ("csa", "exp")
 
 
 class SepCMA(FamilyOptimizer):
@@ -137,8 +138,7 @@ class SepCMA(FamilyOptimizer):
         decay = 1 - self.c1 - self.cmu + (1 - h_sigma) * self.c1 * self.cc * (2 - self.cc)
         self.variances = decay * self.variances + self.c1 * self.pc**2 + self.cmu * (weights @ y**2)
         if self.step_schedule == "exp":
-            t = min(self.updates, self.schedule_generations - 1) / max(self.schedule_generations - 1, 1)
-            self.sigma = self.sigma0 * self.sigma_end_ratio**t
+            self.sigma = geometric_decay(self.sigma0, self.sigma_end_ratio, self.updates, self.schedule_generations)
         else:
             self.sigma *= math.exp((self.cs / self.damps) * (ps_norm / self.chi_n - 1.0))
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from latentopt.checks import ConfigError, finite_number, integer, parent_count
 from latentopt_cmafamily._base import (
+    DEFAULT_SCHEDULE_GENERATIONS,
     FamilyOptimizer,
     as_array,
     average_count,
@@ -54,7 +55,6 @@ from latentopt_cmafamily._base import (
 
 SCHEDULES = ("exp", "inv")
 FIRST_GENERATIONS = ("samples", "initial")
-DEFAULT_SCHEDULE_GENERATIONS = 75
 SHOWN_ANGLE = 1e-5
 """Radians: a told code this close to the centre (or the shown average) is that shown code, not a sample
 (float32 codes are within ~1e-7 of it; samples lie degrees away)."""
