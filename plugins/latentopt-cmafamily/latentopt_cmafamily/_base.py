@@ -127,6 +127,11 @@ def geometric_decay(start: float, end_ratio: float, step: int, generations: int)
     return start * end_ratio**t
 
 
+def mean_norm(codes: np.ndarray) -> float:
+    """Mean Euclidean norm of the rows of ``codes`` (the initial codes' scale for σ₀ and the sphere's radius)."""
+    return float(np.linalg.norm(np.asarray(codes, dtype=np.float64), axis=1).mean())
+
+
 def check_flag(value: Any, key: str) -> bool:
     """A boolean setting, or a one-line ConfigError naming ``key``."""
     if not isinstance(value, bool):

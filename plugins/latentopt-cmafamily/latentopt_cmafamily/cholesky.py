@@ -33,6 +33,7 @@ from latentopt_cmafamily._base import (
     effective_mu,
     geometric_decay,
     initial_mean,
+    mean_norm,
     ranked_parents,
     recent_from_state,
     recombination_weights,
@@ -266,8 +267,7 @@ class CholeskyCMA(FamilyOptimizer):
         self.init_mean = init_mean
         finite_number(sigma0_factor, "optimizer.sigma0_factor", minimum=0.0)
         if sigma0 is None:
-            norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
-            sigma0 = float(sigma0_factor * norms.mean() / math.sqrt(self.dim))
+            sigma0 = float(sigma0_factor) * mean_norm(initial_codes) / math.sqrt(self.dim)
             if sigma0 <= 0:
                 raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
                                   "scale is 0; give optimizer.sigma0")

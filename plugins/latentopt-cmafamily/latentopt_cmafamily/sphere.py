@@ -47,6 +47,7 @@ from latentopt_cmafamily._base import (
     as_array,
     average_count,
     check_flag,
+    mean_norm,
     ranked_parents,
     recent_from_state,
     with_recent,
@@ -145,8 +146,7 @@ class SphereCMA(FamilyOptimizer):
         if sphere_norm is not None:
             finite_number(sphere_norm, "optimizer.sphere_norm", minimum=0.0)
         if sphere_norm is None:
-            norms = np.linalg.norm(np.asarray(initial_codes, dtype=np.float64), axis=1)
-            sphere_norm = float(sphere_norm_factor * norms.mean())
+            sphere_norm = float(sphere_norm_factor) * mean_norm(initial_codes)
         self.schedule_from_run = schedule_generations is None
         schedule_generations = DEFAULT_SCHEDULE_GENERATIONS if schedule_generations is None else integer(
             schedule_generations, "optimizer.schedule_generations", minimum=1)
