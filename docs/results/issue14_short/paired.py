@@ -1,0 +1,29 @@
+"""Paired comparison of two of our optimizers in a side-by-side folder (the harness's own statistics).
+
+    python docs/results/issue14_short/paired.py docs/results/issue14_short bench_cholesky_cma bench_sphere_cma
+
+Per column: matched runs (same unit, noise level and seed), ratio of the means, mean difference of the
+normalised activation with its 95 % t interval, runs the first optimizer won, scipy's Wilcoxon p.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
+import sidebyside as sbs  # noqa: E402
+
+folder, first, second = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+rows, _, _ = sbs.read_runs(folder)
+sbs.normalise(rows)
+columns = [("all", lambda r: True)]
+columns += [(area, lambda r, a=area: r["area"] == a) for area in sorted({r["area"] for r in rows})]
+columns += [(f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in sorted({r["noise"] for r in rows})]
+for label, where in columns:
+    d = sbs.paired(rows, first, second, where)
+    a = np.mean([r["norm_activation"] for r in rows if r["optimizer"] == first and where(r)])
+    b = np.mean([r["norm_activation"] for r in rows if r["optimizer"] == second and where(r)])
+    mean, low, high = sbs.interval(d)
+    print(f"{label:9s} runs {d.size:2d}  ratio {a / b:.3f}  difference {mean:+.3f} [{low:+.3f}, {high:+.3f}]  "
+          f"won {int((d > 0).sum())}/{d.size}  Wilcoxon p {sbs.wilcoxon_p(d):.3g}")
