@@ -2,7 +2,7 @@
 
     python docs/results/issue14_short/paired.py docs/results/issue14_short bench_cholesky_cma bench_sphere_cma
 
-Per column: matched runs (same unit, noise level and seed), ratio of the means, mean difference of the
+Per column: matched runs (same unit, noise level and seed), ratio of the means over those runs, mean difference of the
 normalised activation with its 95 % t interval, runs the first optimizer won, scipy's Wilcoxon p.
 """
 
@@ -22,8 +22,11 @@ columns += [(area, lambda r, a=area: r["area"] == a) for area in sorted({r["area
 columns += [(f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in sorted({r["noise"] for r in rows})]
 for label, where in columns:
     d = sbs.paired(rows, first, second, where)
-    a = np.mean([r["norm_activation"] for r in rows if r["optimizer"] == first and where(r)])
-    b = np.mean([r["norm_activation"] for r in rows if r["optimizer"] == second and where(r)])
+    runs = {who: {sbs._run_key(r): r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)}
+            for who in (first, second)}
+    matched = set(runs[first]) & set(runs[second])
+    a = np.mean([runs[first][k] for k in matched])
+    b = np.mean([runs[second][k] for k in matched])
     mean, low, high = sbs.interval(d)
     print(f"{label:9s} runs {d.size:2d}  ratio {a / b:.3f}  difference {mean:+.3f} [{low:+.3f}, {high:+.3f}]  "
           f"won {int((d > 0).sum())}/{d.size}  Wilcoxon p {sbs.wilcoxon_p(d):.3g}")
