@@ -384,6 +384,26 @@ def paired(rows: list[dict[str, Any]], ours: str, ref: str, where: Any,
     return np.asarray([mine[k] - theirs[k] for k in keys], dtype=np.float64)
 
 
+def matched_ratio(rows: list[dict[str, Any]], ours: str, ref: str, where: Any,
+                  field: str = "norm_activation") -> float:
+    """Mean ``field`` of ``ours`` / that of ``ref``, both over the (area, channel, noise, seed) runs both made
+    (NaN with no matched run or a reference mean <= 0)."""
+    chosen = [{_run_key(r): r[field] for r in rows if r["optimizer"] == who and where(r)} for who in (ours, ref)]
+    matched = sorted(set(chosen[0]) & set(chosen[1]), key=str)  # the same runs on both sides
+    if not matched:
+        return float("nan")
+    mine, theirs = (float(np.nanmean([c[k] for k in matched])) for c in chosen)
+    return mine / theirs if theirs > 0 else float("nan")
+
+
+def report_columns(rows: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """``(label, row filter)`` of the report's columns: all runs, each area, each noise level."""
+    areas = sorted({r["area"] for r in rows})
+    noises = sorted({r["noise"] for r in rows})
+    return [("all", lambda r: True), *((a, lambda r, a=a: r["area"] == a) for a in areas),
+            *((f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in noises)]
+
+
 def wilcoxon_p(differences: np.ndarray) -> float:
     """Two-sided Wilcoxon signed-rank p of paired differences (NaN when all are zero or fewer than 2)."""
     from scipy import stats
@@ -413,7 +433,6 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
         mine = [r for r in rows if r["optimizer"] == name]
         cells = [_cell([r["norm_activation"] for r in mine if (r["area"], r["noise"]) == c]) for c in columns]
         lines.append(f"| {name} | " + " | ".join([*cells, _cell([r["norm_activation"] for r in mine])]) + " |")
-    areas = sorted({r["area"] for r in rows})
     noises = sorted({r["noise"] for r in rows})
     pairs = comparisons(names)
     if pairs:
@@ -422,17 +441,13 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
                   "and seed on both sides); our optimizers that are not a "
                   "reference algorithm's pair are compared with the reference SphereCMA. Evaluations to pass the "
                   "best natural image: ratio of the medians over the runs that passed.", "",
-                  "| ours | reference | all | " + " | ".join([*areas, *(f"noise {n:g}" for n in noises)])
-                  + " | evals to natural |", "|" + "---|" * (4 + len(areas) + len(noises))]
+                  "| ours | reference | " + " | ".join(label for label, _ in report_columns(rows))
+                  + " | evals to natural |", "|" + "---|" * (3 + len(report_columns(rows)))]
         for ours, ref in pairs:
             cells = []
-            for where in (lambda r: True, *(lambda r, a=a: r["area"] == a for a in areas),
-                          *(lambda r, n=n: r["noise"] == n for n in noises)):
-                chosen = [{_run_key(r): r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)}
-                          for who in (ours, ref)]
-                matched = sorted(set(chosen[0]) & set(chosen[1]), key=str)  # the same runs on both sides
-                means = [float(np.nanmean([c[k] for k in matched])) if matched else float("nan") for c in chosen]
-                cells.append(f"{means[0] / means[1]:.3f}" if means[1] > 0 else "")
+            for _, where in report_columns(rows):
+                ratio = matched_ratio(rows, ours, ref, where)
+                cells.append("" if np.isnan(ratio) else f"{ratio:.3f}")
             hits = [[r["evals_to_natural"] for r in rows if r["optimizer"] == who and r["evals_to_natural"] is not None]
                     for who in (ours, ref)]
             cells.append(f"{np.median(hits[0]) / np.median(hits[1]):.3f}" if all(hits) else "")
@@ -443,8 +458,7 @@ def table(rows: list[dict[str, Any]], settings: dict[str, Any], versions: dict[s
                   "| ours | reference | column | matched runs | mean difference [95 %] | ours won | Wilcoxon p |",
                   "|---|---|---|---|---|---|---|"]
         for ours, ref in pairs:
-            for label, where in (("all", lambda r: True), *((a, lambda r, a=a: r["area"] == a) for a in areas),
-                                 *((f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in noises)):
+            for label, where in report_columns(rows):
                 diff = paired(rows, ours, ref, where)
                 if diff.size == 0:
                     continue

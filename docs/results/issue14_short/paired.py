@@ -9,24 +9,15 @@ normalised activation with its 95 % t interval, runs the first optimizer won, sc
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
-import sidebyside as sbs  # noqa: E402
+import sidebyside as sbs
 
 folder, first, second = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 rows, _, _ = sbs.read_runs(folder)
 sbs.normalise(rows)
-columns = [("all", lambda r: True)]
-columns += [(area, lambda r, a=area: r["area"] == a) for area in sorted({r["area"] for r in rows})]
-columns += [(f"noise {n:g}", lambda r, n=n: r["noise"] == n) for n in sorted({r["noise"] for r in rows})]
-for label, where in columns:
+for label, where in sbs.report_columns(rows):
     d = sbs.paired(rows, first, second, where)
-    runs = {who: {sbs._run_key(r): r["norm_activation"] for r in rows if r["optimizer"] == who and where(r)}
-            for who in (first, second)}
-    matched = set(runs[first]) & set(runs[second])
-    a = np.mean([runs[first][k] for k in matched])
-    b = np.mean([runs[second][k] for k in matched])
+    ratio = sbs.matched_ratio(rows, first, second, where)
     mean, low, high = sbs.interval(d)
-    print(f"{label:9s} runs {d.size:2d}  ratio {a / b:.3f}  difference {mean:+.3f} [{low:+.3f}, {high:+.3f}]  "
+    print(f"{label:9s} runs {d.size:2d}  ratio {ratio:.3f}  difference {mean:+.3f} [{low:+.3f}, {high:+.3f}]  "
           f"won {int((d > 0).sum())}/{d.size}  Wilcoxon p {sbs.wilcoxon_p(d):.3g}")
