@@ -166,6 +166,8 @@ def test_latentopt_contract_checks_pass(name: str) -> None:
         ("cholesky_cma", {"show_centre": True, "step_schedule": "exp", "sigma_end_ratio": 0.3,
                           "schedule_generations": 20}),
         ("sep_cma", {"show_centre": True}),
+        ("sep_cma", {"step_schedule": "tpa", "active": True, "rates": "pycma"}),
+        ("sep_cma", {"show_centre": True, "step_schedule": "tpa", "active": True}),
     ],
 )
 def test_the_contract_holds_with_the_shown_centre_and_its_average(name: str, extra: dict) -> None:
