@@ -7,7 +7,7 @@ from hydra.core.config_search_path import ConfigSearchPath
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 
 DEFAULT_OPTIMIZER_PLUGIN = "latentopt_cmafamily"
-"""The package of ``latentopt-cmafamily``; its ``conf/default_optimizer/cholesky_cma.yaml`` sets the default optimizer."""
+"""The package of ``latentopt-cmafamily``; its ``conf/default_optimizer/sep_cma.yaml`` sets the default optimizer."""
 
 
 class LatentoptSearchPathPlugin(SearchPathPlugin):
@@ -20,7 +20,7 @@ class LatentoptSearchPathPlugin(SearchPathPlugin):
             # A name collision (or a plugin that fails to register): Hydra calls this during its own
             # start-up, where an exception is a traceback. The latentopt commands report the error in
             # one line before Hydra starts; here only the first-party config folder that gives the primary
-            # config's default optimizer (cholesky_cma) is added, when installed, so that it composes as usual.
+            # config's default optimizer (sep_cma) is added, when installed, so that it composes as usual.
             if importlib.util.find_spec(DEFAULT_OPTIMIZER_PLUGIN) is not None:
                 search_path.append(provider=DEFAULT_OPTIMIZER_PLUGIN, path=f"pkg://{DEFAULT_OPTIMIZER_PLUGIN}.conf")
             return

@@ -38,7 +38,7 @@ PLUGIN_ONLY_DEPENDENCIES = ("nevergrad", "h5py", "pytorch-pretrained-biggan")
 CORE_SCRIPTS = {"latentopt", "latentopt-resume", "latentopt-plugins", "latentopt-analyze", "latentopt-twin",
                 "latentopt-geometry", "latentopt-report", "latentopt-export", "latentopt-live"}
 DEFAULT_OPTIMIZER = "optional default_optimizer"
-"""The primary config's entry that latentopt-cmafamily's ``conf/default_optimizer/cholesky_cma.yaml`` answers."""
+"""The primary config's entry that latentopt-cmafamily's ``conf/default_optimizer/sep_cma.yaml`` answers."""
 
 
 def _pyproject(folder: Path) -> dict:
@@ -146,7 +146,7 @@ def _check_config_from(bin_dir: Path, work: Path, *, plugins: bool) -> None:
     """``latentopt --help`` lists every option of the tree's ``conf/<group>/`` and, with ``plugins``, of every
     first-party plugin's and the example's (without them, nothing else); ``--cfg job`` composes
     ``conf/config.yaml``'s defaults exactly as the tree's files hold them: the default optimizer is cmafamily's
-    cholesky_cma with the plugins, the core's own without."""
+    sep_cma with the plugins, the core's own without."""
     roots = [ROOT / "conf"]
     if plugins:
         roots += sorted([*ROOT.glob("plugins/*/*/conf"), *ROOT.glob("examples/*/*/conf")])
@@ -231,8 +231,8 @@ def test_editable_install_reads_the_tree_conf_from_another_folder(tmp_path):
     _check_config_from(bin_dir, work, plugins=False)
 
 
-def test_the_set_up_composes_every_plugins_configs_and_the_default_cholesky_cma(tmp_path):
-    """In the set-up's own venv (the core with all four plugins): cholesky_cma is the default optimizer."""
+def test_the_set_up_composes_every_plugins_configs_and_the_default_sep_cma(tmp_path):
+    """In the set-up's own venv (the core with all four plugins): sep_cma is the default optimizer."""
     _check_config_from(Path(sys.executable).parent, tmp_path, plugins=True)
 
 

@@ -186,7 +186,7 @@ def test_builtins_register_through_the_hooks():
 def test_search_path_plugin_adds_only_the_default_optimizers_configs_on_a_collision(monkeypatch):
     """Hydra calls the search-path plugin during its own start-up: a collision there is not a traceback
     (the CLI reports it in one line before Hydra starts). Only the first-party folder that the primary
-    config's defaults need (the default optimizer, cholesky_cma) is added."""
+    config's defaults need (the default optimizer, sep_cma) is added."""
     from hydra._internal.config_search_path_impl import ConfigSearchPathImpl
 
     from hydra_plugins.latentopt_searchpath.latentopt_searchpath import LatentoptSearchPathPlugin

@@ -30,7 +30,7 @@ OPTIMIZERS: dict[str, type] = {
     "nevergrad": NevergradOptimizer,
     "gradient_ascent": GradientAscentOptimizer,
 }
-DEFAULT_CMA = "cholesky_cma"
+DEFAULT_CMA = "sep_cma"
 """The default run's optimizer and the suite's reference CMA (issue 14: the side-by-side winner)."""
 
 __all__ = [

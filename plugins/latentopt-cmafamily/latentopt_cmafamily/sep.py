@@ -59,6 +59,7 @@ from latentopt_cmafamily._base import (
     effective_mu,
     geometric_decay,
     initial_mean,
+    mean_norm,
     ranked_parents,
     recombination_weights,
     without_rows_at,
@@ -81,7 +82,9 @@ class SepCMA(FamilyOptimizer):
         nan_policy: ``"worst"`` or ``"drop"``.
         population_size: λ, default ``n`` (40 for the Ponce-lab rig).
         mu: parents, default λ // 2.
-        sigma0: initial step size (3, Wang & Ponce 2022, for codes near N(0, 1)).
+        sigma0: initial step size (3, Wang & Ponce 2022, for codes near N(0, 1)); None:
+            ``sigma0_factor`` times the initial codes' scale (their mean norm / sqrt(d)).
+        sigma0_factor: see ``sigma0`` (3: Wang & Ponce's σ₀ for fc6, matched to any generator's codes).
         init_mean: ``"zero"`` or ``"codes"`` (mean of ``initial_codes``).
         cs_rule: ``"ponce"`` (default) or ``"tutorial"``, see the module docstring.
         step_schedule: ``"csa"`` (default: cumulative step-size adaptation), ``"exp"`` (a fixed
@@ -104,7 +107,8 @@ class SepCMA(FamilyOptimizer):
         nan_policy: str = "worst",
         population_size: int | None = None,
         mu: int | None = None,
-        sigma0: float = 3.0,
+        sigma0: float | None = 3.0,
+        sigma0_factor: float = 3.0,
         init_mean: str = "zero",
         cs_rule: str = "ponce",
         step_schedule: str = "csa",
@@ -116,7 +120,14 @@ class SepCMA(FamilyOptimizer):
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
+        finite_number(sigma0_factor, "optimizer.sigma0_factor", minimum=0.0)
+        if sigma0 is None:
+            sigma0 = float(sigma0_factor) * mean_norm(initial_codes) / math.sqrt(self.dim)
+            if sigma0 <= 0:
+                raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
+                                  "scale is 0; give optimizer.sigma0")
         finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        self.sigma0_factor = float(sigma0_factor)
         finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:
             raise ConfigError(f"SepCMA: cs_rule must be one of {CS_RULES}, got {cs_rule!r}")
@@ -287,6 +298,7 @@ class SepCMA(FamilyOptimizer):
             "algorithm": "sep-CMA-ES (Ros & Hansen 2008)",
             "mu": self.mu,
             "sigma0": self.sigma0,
+            "sigma0_factor": self.sigma0_factor,
             "init_mean": self.init_mean,
             "cs_rule": self.cs_rule,
             "step_schedule": self.step_schedule,

@@ -102,8 +102,8 @@ def test_sigma0_null_is_the_factor_times_the_initial_codes_scale() -> None:
 
 
 def test_the_shipped_config_is_the_benchmarked_preset_on_the_offline_generators_codes() -> None:
-    """cholesky_cma.yaml (the default optimizer) on Fourier codes of scale 0.5 is bench_cholesky_cma (σ0 1.5,
-    centred on the codes' mean, mean shown) up to the codes' sampled scale."""
+    """cholesky_cma.yaml (the default optimizer before sep_cma) on Fourier codes of scale 0.5 is
+    bench_cholesky_cma (σ0 1.5, centred on the codes' mean, mean shown) up to the codes' sampled scale."""
     from pathlib import Path
 
     import yaml
