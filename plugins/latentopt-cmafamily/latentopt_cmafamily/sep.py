@@ -40,7 +40,8 @@ Three options bring it to what pycma 4 does in its diagonal mode (``cmaes_diag``
   μ_eff/2)``, with its multiplicative update of the variances on whitened vectors,
   ``v ← v · exp(ln 2 · (c₁ p̃_c² + c_μ Σ w_i z_i² − c₁ − c_μ Σ w_i))``, which keeps every variance
   positive whatever the negative weights. ``"ros_hansen"`` (default) is the additive update above
-  with Ros & Hansen's rates. (pycma also clips large increases; at these rates they never occur.)
+  with Ros & Hansen's rates. (pycma also clips an increase above 1 + max|z² − 1|/2; at these rates the
+  factors stay within about 1 % of 1, so the clip is left out.)
 """
 
 from __future__ import annotations
