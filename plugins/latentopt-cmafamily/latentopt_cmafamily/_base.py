@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from latentopt.checks import ConfigError, integer
+from latentopt.checks import ConfigError, finite_number, integer
 from latentopt.optimizer import Optimizer, initial_mean
 
 __all__ = ["FamilyOptimizer", "as_array", "check_flag", "effective_mu", "initial_mean", "ranked_parents",
@@ -130,6 +130,21 @@ def geometric_decay(start: float, end_ratio: float, step: int, generations: int)
 def mean_norm(codes: np.ndarray) -> float:
     """Mean Euclidean norm of the rows of ``codes`` (the initial codes' scale for σ₀ and the sphere's radius)."""
     return float(np.linalg.norm(np.asarray(codes, dtype=np.float64), axis=1).mean())
+
+
+def initial_step(sigma0: float | None, factor: float, initial_codes: np.ndarray) -> float:
+    """σ₀ checked: a number as given, or None: ``factor`` × the initial codes' scale (mean norm / √d).
+
+    Raises a one-line ConfigError naming ``optimizer.sigma0`` or ``optimizer.sigma0_factor``.
+    """
+    finite_number(factor, "optimizer.sigma0_factor", minimum=0.0)
+    if sigma0 is None:
+        sigma0 = float(factor) * mean_norm(initial_codes) / math.sqrt(np.shape(initial_codes)[1])
+        if sigma0 <= 0:
+            raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
+                              "scale is 0; give optimizer.sigma0")
+    finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+    return float(sigma0)
 
 
 def check_flag(value: Any, key: str) -> bool:

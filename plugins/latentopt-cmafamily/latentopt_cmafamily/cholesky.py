@@ -33,7 +33,7 @@ from latentopt_cmafamily._base import (
     effective_mu,
     geometric_decay,
     initial_mean,
-    mean_norm,
+    initial_step,
     ranked_parents,
     recent_from_state,
     recombination_weights,
@@ -265,13 +265,7 @@ class CholeskyCMA(FamilyOptimizer):
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
         self.average_generations = average_count(average_generations, self.show_centre, self.population_size)
         self.init_mean = init_mean
-        finite_number(sigma0_factor, "optimizer.sigma0_factor", minimum=0.0)
-        if sigma0 is None:
-            sigma0 = float(sigma0_factor) * mean_norm(initial_codes) / math.sqrt(self.dim)
-            if sigma0 <= 0:
-                raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
-                                  "scale is 0; give optimizer.sigma0")
-        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        sigma0 = initial_step(sigma0, sigma0_factor, initial_codes)
         self.sigma0, self.sigma0_factor = float(sigma0), float(sigma0_factor)
         self.core = CholeskyCore(
             self._to_points(initial_mean(np.asarray(initial_codes), init_mean)[None])[0],

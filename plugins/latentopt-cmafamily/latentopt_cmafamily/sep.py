@@ -60,7 +60,7 @@ from latentopt_cmafamily._base import (
     effective_mu,
     geometric_decay,
     initial_mean,
-    mean_norm,
+    initial_step,
     ranked_parents,
     recombination_weights,
     without_rows_at,
@@ -121,13 +121,7 @@ class SepCMA(FamilyOptimizer):
     ) -> None:
         super().__init__(initial_codes, seed=seed, nan_policy=nan_policy, population_size=population_size)
         self.show_centre = check_flag(show_centre, "optimizer.show_centre")
-        finite_number(sigma0_factor, "optimizer.sigma0_factor", minimum=0.0)
-        if sigma0 is None:
-            sigma0 = float(sigma0_factor) * mean_norm(initial_codes) / math.sqrt(self.dim)
-            if sigma0 <= 0:
-                raise ConfigError("optimizer.sigma0: the initial codes have norm 0, so sigma0_factor x their "
-                                  "scale is 0; give optimizer.sigma0")
-        finite_number(sigma0, "optimizer.sigma0", minimum=0.0)
+        sigma0 = initial_step(sigma0, sigma0_factor, initial_codes)
         self.sigma0_factor = float(sigma0_factor)
         finite_number(sigma_end_ratio, "optimizer.sigma_end_ratio", minimum=0.0)
         if cs_rule not in CS_RULES:

@@ -42,21 +42,24 @@ def test_csa_keeps_sigma_high_under_random_selection_where_exp_decays():
     assert exp.sigma == pytest.approx(1.5 * 7.33 / 50)
 
 
-def test_exp_schedule_resumes_exactly_mid_run(tmp_path):
-    settings: dict[str, Any] = {"sigma0": 1.0, "step_schedule": "exp", "schedule_generations": 8, "seed": 3}
+@pytest.mark.parametrize("settings", [
+    {"step_schedule": "exp", "schedule_generations": 8},
+    {"step_schedule": "tpa", "active": True, "rates": "pycma"},  # the line's shift and tpa's s are state too
+])
+def test_resumes_exactly_mid_run(tmp_path, settings):
+    settings = {"sigma0": 1.0, "seed": 3, **settings}
     rng = np.random.default_rng(4)
     first = SepCMA(initial_codes(12, 30), **settings)
     for _ in range(4):
         _tell(first, rng)
     resumed = SepCMA(initial_codes(12, 30), **settings)
     resumed.load_state_dict(npz_round_trip(first.state_dict(), tmp_path / "state.npz"))
-    scores = np.random.default_rng(5).standard_normal((6, 12))
-    for row in scores:
+    for row in np.random.default_rng(5).standard_normal((6, 12)):
         a, b = first.ask(), resumed.ask()
         np.testing.assert_array_equal(a, b)
         first.tell(a, row)
         resumed.tell(b, row)
-    assert first.sigma == resumed.sigma
+    assert first.sigma == resumed.sigma and first.tpa_s == resumed.tpa_s
 
 
 @pytest.mark.parametrize(
@@ -211,22 +214,6 @@ def test_active_additive_update_keeps_every_variance_positive():
         optimizer.tell(codes, -np.linalg.norm(codes.astype(np.float64) - optimizer.mean, axis=1))
     assert np.all(optimizer.variances > 0)
     assert np.all(np.isfinite(optimizer.variances))
-
-
-def test_tpa_resumes_exactly_mid_run(tmp_path):
-    settings: dict[str, Any] = {"sigma0": 1.0, "seed": 3, **PYCMA_LIKE}
-    rng = np.random.default_rng(4)
-    first = SepCMA(initial_codes(12, 30), **settings)
-    for _ in range(4):
-        _tell(first, rng)
-    resumed = SepCMA(initial_codes(12, 30), **settings)
-    resumed.load_state_dict(npz_round_trip(first.state_dict(), tmp_path / "state.npz"))
-    for row in np.random.default_rng(5).standard_normal((6, 12)):
-        a, b = first.ask(), resumed.ask()
-        np.testing.assert_array_equal(a, b)
-        first.tell(a, row)
-        resumed.tell(b, row)
-    assert first.sigma == resumed.sigma and first.tpa_s == resumed.tpa_s
 
 
 @pytest.mark.parametrize(
