@@ -212,16 +212,12 @@ class SepCMA(FamilyOptimizer):
         """Rows and weights of the variance update: the parents, and with ``active`` the worse half, negative."""
         if not self.active:
             return order, weights
-        ranking = np.argsort(-scores, kind="stable")
-        n = ranking.shape[0]
-        worse = ranking[n - n // 2:] if n // 2 else ranking[:0]
-        if worse.size == 0:
+        n = scores.shape[0]
+        if n < 2:
             return order, weights
+        worse = np.argsort(-scores, kind="stable")[n - n // 2:]
         ranks = np.arange(n - worse.size + 1, n + 1, dtype=np.float64)
-        raw = math.log((n + 1) / 2.0) - np.log(ranks)  # negative for ranks past (n + 1) / 2
-        raw = np.minimum(raw, 0.0)
-        if not np.any(raw):
-            return order, weights
+        raw = math.log((n + 1) / 2.0) - np.log(ranks)  # < 0: every rank here is past (n + 1) / 2
         mueff, mueff_minus = effective_mu(weights), effective_mu(raw)
         total = min(1.0 + self.c1 / self.cmu, 1.0 + 2.0 * mueff_minus / (mueff + 2.0))
         if self.rates != "pycma":  # the additive update stays positive only below this sum
@@ -235,8 +231,9 @@ class SepCMA(FamilyOptimizer):
         factor = self._two_point_factor(codes, scores) if self.step_schedule == "tpa" else 1.0
         order, weights = ranked_parents(scores, self.mu)
         mueff = effective_mu(weights)
-        y = (codes[order] - self.mean) / self.sigma
-        yw = weights @ y
+        rows, cov_weights = self._covariance_weights(scores, order, weights)
+        ys = (codes[rows] - self.mean) / self.sigma  # the parents first, then (active) the worse half
+        yw = weights @ ys[: order.size]
         old_mean = self.mean
         self.mean = weights @ codes[order]
         std = np.sqrt(self.variances)
@@ -246,8 +243,6 @@ class SepCMA(FamilyOptimizer):
         stalls = ps_norm / math.sqrt(1 - (1 - self.cs) ** (2 * self.updates)) >= (1.4 + 2 / (self.dim + 1)) * self.chi_n
         # tpa has no step-size path to test (pycma's rank-one update never stalls under it)
         h_sigma = 0.0 if stalls and self.step_schedule != "tpa" else 1.0
-        rows, cov_weights = self._covariance_weights(scores, order, weights)
-        ys = (codes[rows] - old_mean) / self.sigma
         if self.rates == "pycma":  # whitened path and a multiplicative update
             self.pc = (1 - self.cc) * self.pc + h_sigma * math.sqrt(self.cc * (2 - self.cc) * mueff) * (yw / std)
             c1 = self.c1 * (1 - (1 - h_sigma) * self.cc * (2 - self.cc))

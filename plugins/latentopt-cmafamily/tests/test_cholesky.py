@@ -82,25 +82,6 @@ def test_exp_schedule_decays_sigma_geometrically_over_the_planned_run_and_resume
             CholeskyCMA(codes, **settings)
 
 
-def test_sigma0_null_is_the_factor_times_the_initial_codes_scale() -> None:
-    import pytest
-
-    from latentopt.checks import ConfigError
-
-    codes = 0.5 * np.random.default_rng(4).standard_normal((40, 1386)).astype(np.float32)
-    optimizer = CholeskyCMA(codes, sigma0=None, sigma0_factor=3.0)
-    scale = np.linalg.norm(codes.astype(np.float64), axis=1).mean() / np.sqrt(1386)
-    assert optimizer.sigma == pytest.approx(3.0 * scale) and optimizer.sigma == pytest.approx(1.5, rel=0.01)
-    assert optimizer.provenance()["sigma0"] == pytest.approx(3.0 * scale)
-    fc6 = CholeskyCMA(np.random.default_rng(5).standard_normal((40, 4096)).astype(np.float32), sigma0=None)
-    assert fc6.sigma == pytest.approx(3.0, rel=0.01)  # the paper's σ0 for fc6's N(0, 1) codes
-    assert CholeskyCMA(codes, sigma0=0.7, sigma0_factor=9.0).sigma == 0.7  # a number fixes it
-    with pytest.raises(ConfigError, match=r"optimizer\.sigma0"):
-        CholeskyCMA(np.zeros((4, 8), np.float32), sigma0=None)
-    with pytest.raises(ConfigError, match=r"optimizer\.sigma0_factor"):
-        CholeskyCMA(codes, sigma0=None, sigma0_factor=float("nan"))
-
-
 def test_the_shipped_config_is_the_benchmarked_preset_on_the_offline_generators_codes() -> None:
     """cholesky_cma.yaml (the default optimizer before sep_cma) on Fourier codes of scale 0.5 is
     bench_cholesky_cma (σ0 1.5, centred on the codes' mean, mean shown) up to the codes' sampled scale."""

@@ -177,3 +177,24 @@ def test_the_contract_holds_with_the_shown_centre_and_its_average(name: str, ext
 
     settings = contract_kwargs(OPTIMIZERS[name])
     check_optimizer(OPTIMIZERS[name], **{**settings, "kwargs": {**settings.get("kwargs", {}), **extra}})
+
+
+@pytest.mark.parametrize("name", ["cholesky_cma", "sep_cma"])
+def test_sigma0_null_is_the_factor_times_the_initial_codes_scale(name: str) -> None:
+    """``sigma0: null`` (both shipped configs): σ0 = sigma0_factor x the codes' mean norm / √d
+    (``_base.initial_step``)."""
+    from latentopt.checks import ConfigError
+
+    cls = OPTIMIZERS[name]
+    codes = 0.5 * np.random.default_rng(4).standard_normal((40, 1386)).astype(np.float32)
+    optimizer = cls(codes, sigma0=None, sigma0_factor=3.0)
+    scale = np.linalg.norm(codes.astype(np.float64), axis=1).mean() / np.sqrt(1386)
+    assert optimizer.sigma == pytest.approx(3.0 * scale) and optimizer.sigma == pytest.approx(1.5, rel=0.01)
+    assert optimizer.provenance()["sigma0"] == pytest.approx(3.0 * scale)
+    fc6 = cls(np.random.default_rng(5).standard_normal((40, 4096)).astype(np.float32), sigma0=None)
+    assert fc6.sigma == pytest.approx(3.0, rel=0.01)  # Wang & Ponce's σ0 for fc6's N(0, 1) codes
+    assert cls(codes, sigma0=0.7, sigma0_factor=9.0).sigma == 0.7  # a number fixes it
+    with pytest.raises(ConfigError, match=r"optimizer\.sigma0"):
+        cls(np.zeros((4, 8), np.float32), sigma0=None)
+    with pytest.raises(ConfigError, match=r"optimizer\.sigma0_factor"):
+        cls(codes, sigma0=None, sigma0_factor=float("nan"))

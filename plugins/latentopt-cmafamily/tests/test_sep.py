@@ -229,21 +229,6 @@ def test_bad_pycma_like_settings_are_named(kwargs, message):
         SepCMA(initial_codes(), **kwargs)
 
 
-def test_sigma0_null_is_the_factor_times_the_initial_codes_scale():
-    from latentopt.checks import ConfigError
-
-    codes = 0.5 * np.random.default_rng(4).standard_normal((40, 1386)).astype(np.float32)
-    optimizer = SepCMA(codes, sigma0=None, sigma0_factor=3.0)
-    scale = np.linalg.norm(codes.astype(np.float64), axis=1).mean() / np.sqrt(1386)
-    assert optimizer.sigma == pytest.approx(3.0 * scale) and optimizer.sigma == pytest.approx(1.5, rel=0.01)
-    assert optimizer.provenance()["sigma0"] == pytest.approx(3.0 * scale)
-    fc6 = SepCMA(np.random.default_rng(5).standard_normal((40, 4096)).astype(np.float32), sigma0=None)
-    assert fc6.sigma == pytest.approx(3.0, rel=0.01)  # Wang & Ponce's σ0 for fc6's N(0, 1) codes
-    assert SepCMA(codes, sigma0=0.7, sigma0_factor=9.0).sigma == 0.7  # a number fixes it
-    with pytest.raises(ConfigError, match=r"optimizer\.sigma0"):
-        SepCMA(np.zeros((4, 8), np.float32), sigma0=None)
-
-
 def test_the_shipped_config_is_the_benchmarked_default():
     """sep_cma.yaml (the default optimizer) is pycma's diagonal mode in our code, and on Fourier codes of
     scale 0.5 it is bench_sep_cma (σ0 1.5, centred on the codes' mean) up to the codes' sampled scale."""
